@@ -1,0 +1,53 @@
+"""askug warehouse: data contracts, the two stores, rollups and the consolidated cube.
+
+Only this package talks SQL.  Callers exchange validated long-format Polars frames
+(UTC ``ts``, units in column names, a quality code on every value).
+"""
+
+from warehouse._access import load_consumption, load_meter_temperature, load_meters
+from warehouse._schemas import (
+    CATEGORIES,
+    CHANNELS,
+    CONSUMPTION,
+    GDP_CHANNELS,
+    QUALITY_CODES,
+    REFERENCE_TABLES,
+    TABLES,
+    TableSpec,
+    empty_frame,
+    spec,
+    validate_frame,
+)
+from warehouse._store import SCHEMA_VERSION, Store, open_store
+from warehouse.errors import (
+    ContractError,
+    MigrationError,
+    SchemaVersionError,
+    StoreUnavailableError,
+    WarehouseError,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "CHANNELS",
+    "CONSUMPTION",
+    "GDP_CHANNELS",
+    "QUALITY_CODES",
+    "REFERENCE_TABLES",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "ContractError",
+    "MigrationError",
+    "SchemaVersionError",
+    "Store",
+    "StoreUnavailableError",
+    "TableSpec",
+    "WarehouseError",
+    "empty_frame",
+    "load_consumption",
+    "load_meter_temperature",
+    "load_meters",
+    "open_store",
+    "spec",
+    "validate_frame",
+]
