@@ -5,6 +5,8 @@ Only this package talks SQL.  Callers exchange validated long-format Polars fram
 """
 
 from warehouse._access import load_consumption, load_meter_temperature, load_meters
+from warehouse._cube import LEVELS as CUBE_LEVELS
+from warehouse._cube import CubeSummary, build_cube, cube_from_frames, read_cube
 from warehouse._schemas import (
     CATEGORIES,
     CHANNELS,
@@ -31,6 +33,8 @@ __all__ = [
     "CATEGORIES",
     "CHANNELS",
     "CONSUMPTION",
+    "CUBE_LEVELS",
+    "CubeSummary",
     "GDP_CHANNELS",
     "QUALITY_CODES",
     "REFERENCE_TABLES",
@@ -43,11 +47,14 @@ __all__ = [
     "StoreUnavailableError",
     "TableSpec",
     "WarehouseError",
+    "build_cube",
+    "cube_from_frames",
     "empty_frame",
     "load_consumption",
     "load_meter_temperature",
     "load_meters",
     "open_store",
+    "read_cube",
     "spec",
     "validate_frame",
 ]

@@ -1,0 +1,333 @@
+"""The ``askug`` command line: every pipeline step, the demo and the dashboard server.
+
+Environment variables are read here and only here (``ASKUG_DSN``, ``ASKUG_DB``), into
+one frozen :class:`Settings`.  Every known failure becomes one line on stderr naming
+the problem and the fix, with a non-zero exit code; the store is left as it was,
+because each step writes inside a transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+log = logging.getLogger("askug")
+console = Console(stderr=True, highlight=False)
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the data lives: PostgreSQL when ``dsn`` is set, else the DuckDB file ``db``."""
+
+    dsn: str | None
+    db: Path
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Settings:
+        dsn = args.dsn if args.dsn is not None else os.environ.get("ASKUG_DSN") or None
+        db = Path(args.db or os.environ.get("ASKUG_DB") or "askug.duckdb")
+        return cls(dsn=dsn, db=db)
+
+    def describe(self) -> str:
+        return "PostgreSQL (--dsn)" if self.dsn else f"DuckDB file {self.db}"
+
+
+class CommandError(Exception):
+    """A failure the user can fix; printed as one line."""
+
+
+# --- progress display ----------------------------------------------------------------
+@contextmanager
+def step(title: str) -> Iterator[Callable[[int, int], None]]:
+    """Show a progress bar for one pipeline step; yields a ``progress(done, total)`` callback."""
+    columns = (
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(bar_width=32),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(title, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield progress
+        t = bar.tasks[0]
+        if t.total is None:
+            bar.update(task, total=1, completed=1)
+        else:
+            bar.update(task, completed=t.total)
+
+
+def done(message: str) -> None:
+    console.print(f"  [green]✓[/green] {message}")
+
+
+# --- store -----------------------------------------------------------------------------
+def _open(settings: Settings, *, check: bool = True) -> Any:
+    from warehouse import open_store
+
+    store = open_store(settings.dsn, path=settings.db)
+    if check:
+        try:
+            store.check_schema()
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+# --- steps -----------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
+    from ingest import SimulationConfig, simulate
+
+    config = SimulationConfig(
+        meters=args.meters,
+        start=_parse_date(args.start, "--start"),
+        days=args.days,
+        seed=args.seed,
+        faults=not args.no_faults,
+    )
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        if not args.force:
+            raise CommandError(f"output folder {out} is not empty; pass --force to overwrite it or choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with step("simulate") as progress:
+        summary = simulate(config, out, progress=progress)
+    done(f"{summary.meters} metering points, {summary.readings:,} readings, {summary.labels} fault labels → {out}")
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> None:
+    with _open(settings, check=False) as store:
+        before = store.schema_version()
+        after = store.migrate()
+        done(f"{store.describe()}: schema version {before} → {after}")
+
+
+def cmd_load(args: argparse.Namespace, settings: Settings) -> None:
+    from ingest import load_simulation
+
+    with _open(settings) as store, step("load") as progress:
+        summary = load_simulation(store, Path(args.path), progress=progress)
+    done(_summary_line(summary))
+
+
+def cmd_rollup(args: argparse.Namespace, settings: Settings) -> None:
+    with _open(settings) as store, step("rollup"):
+        store.refresh_rollups()
+        days, months = store.count("daily_archive"), store.count("monthly_archive")
+    done(f"{days:,} meter-days, {months:,} meter-months")
+
+
+def cmd_cube(args: argparse.Namespace, settings: Settings) -> None:
+    from warehouse import build_cube
+
+    with _open(settings) as store, step("cube"):
+        summary = build_cube(store)
+    done(f"{summary.rows:,} cube cells from {summary.hourly_rows:,} hourly values in {summary.seconds:.1f} s")
+
+
+def cmd_forecast(args: argparse.Namespace, settings: Settings) -> None:
+    from forecasting import run_forecasts
+
+    with _open(settings) as store, step("forecast") as progress:
+        frame = run_forecasts(store, horizon_hours=args.horizon, progress=progress)
+    meters = frame.get_column("meter_id").n_unique() if frame.height else 0
+    done(f"{frame.height:,} hourly forecast/backcast values for {meters} metering points")
+
+
+def cmd_detect(args: argparse.Namespace, settings: Settings) -> None:
+    from anomalies import MqttSink, StoreSink, run_detection
+
+    with _open(settings) as store, step("detect"):
+        sinks: list[Any] = [StoreSink(store)]
+        if args.mqtt:
+            sinks.append(MqttSink(args.mqtt))
+        alerts = run_detection(store, sinks=sinks)
+    done(f"{alerts.height} GDP threshold alerts" + (f", published to {args.mqtt}" if args.mqtt else ""))
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    from dashboards.app import create_app
+
+    store = _open(settings)
+    app = create_app(store)
+    console.print(f"[bold]askug dashboard[/bold] on http://{args.host}:{args.port}  (Ctrl+C to stop)")
+    try:
+        app.run(host=args.host, port=args.port, debug=False)
+    finally:
+        store.close()
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
+    workdir = Path(args.workdir)
+    sim = workdir / "simulation"
+    db = workdir / "askug.duckdb"
+    if args.dsn or os.environ.get("ASKUG_DSN"):
+        raise CommandError("the demo always uses its own embedded DuckDB file; drop --dsn/ASKUG_DSN for `askug demo`")
+    started = time.perf_counter()
+    # The demo owns its work folder: start from scratch so every run is reproducible.
+    for path in (sim, db, Path(f"{db}.wal")):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    workdir.mkdir(parents=True, exist_ok=True)
+    demo_settings = Settings(dsn=None, db=db)
+    ns = argparse.Namespace
+    console.print(f"[bold]askug demo[/bold]: {args.meters} metering points, {args.days} days from {args.start}, in {workdir}/")
+    cmd_simulate(ns(meters=args.meters, start=args.start, days=args.days, seed=args.seed, no_faults=False, out=sim, force=True), demo_settings)
+    cmd_migrate(ns(), demo_settings)
+    cmd_load(ns(path=sim), demo_settings)
+    cmd_rollup(ns(), demo_settings)
+    cmd_cube(ns(), demo_settings)
+    cmd_forecast(ns(horizon=args.horizon), demo_settings)
+    cmd_detect(ns(mqtt=args.mqtt), demo_settings)
+    console.print(f"[bold green]pipeline finished in {time.perf_counter() - started:.0f} s[/bold green]")
+    if not args.no_serve:
+        cmd_serve(ns(host=args.host, port=args.port), demo_settings)
+
+
+# --- parser ----------------------------------------------------------------------------
+def _parse_date(text: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"{option} must be a date like 2022-01-01, got {text!r}") from None
+
+
+def _summary_line(summary: Any) -> str:
+    stored = getattr(summary, "stored", None)
+    if isinstance(stored, dict):
+        parts = ", ".join(f"{v:,} {k}" for k, v in stored.items() if v)
+        return f"stored {parts}"
+    return str(summary)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="askug",
+        description="askug: automated commercial gas metering — simulate, load, roll up, cube, forecast, detect, serve.",
+    )
+    parser.add_argument("--dsn", default=None, help="PostgreSQL connection string (or set ASKUG_DSN); default: the embedded DuckDB file")
+    parser.add_argument("--db", default=None, help="embedded DuckDB file (or set ASKUG_DB; default ./askug.duckdb)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="simulate → load → rollup → cube → forecast → detect, then serve the dashboard")
+    _sim_options(p, meters=300, days=60, start="2022-01-01")
+    p.add_argument("--workdir", default="askug-demo", help="folder for the demo's files (default ./askug-demo)")
+    p.add_argument("--horizon", type=_positive_int, default=48, help="forecast horizon in hours (default 48)")
+    p.add_argument("--mqtt", default=None, help="also publish alerts to this broker, e.g. mqtt://127.0.0.1:1883")
+    p.add_argument("--no-serve", action="store_true", help="stop after the pipeline instead of serving the dashboard")
+    _serve_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="write a seeded synthetic enterprise with telemetry and fault labels")
+    _sim_options(p, meters=300, days=90, start="2022-01-01")
+    p.add_argument("--out", default="askug-simulation", help="output folder (default ./askug-simulation)")
+    p.add_argument("--no-faults", action="store_true", help="do not inject faults")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("migrate", help="create or upgrade the store's schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("load", help="load a simulator output folder into the store (all or nothing)")
+    p.add_argument("path", help="folder written by `askug simulate`")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("rollup", help="roll the hourly archive up to daily and monthly")
+    p.set_defaults(func=cmd_rollup)
+
+    p = sub.add_parser("cube", help="build the company→branch→resource→year→month→day→hour cube")
+    p.set_defaults(func=cmd_cube)
+
+    p = sub.add_parser("forecast", help="fit the heating-degree model per metering point; store backcast and forecast")
+    p.add_argument("--horizon", type=_positive_int, default=48, help="forecast horizon in hours (default 48)")
+    p.set_defaults(func=cmd_forecast)
+
+    p = sub.add_parser("detect", help="run the GDP threshold rule and store alerts")
+    p.add_argument("--mqtt", default=None, help="also publish alerts to this broker, e.g. mqtt://127.0.0.1:1883")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("serve", help="serve the dashboard")
+    _serve_options(p)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def _sim_options(p: argparse.ArgumentParser, *, meters: int, days: int, start: str) -> None:
+    p.add_argument("--meters", type=int, default=meters, help=f"metering points, 10–100000 (default {meters})")
+    p.add_argument("--days", type=int, default=days, help=f"days to simulate (default {days})")
+    p.add_argument("--start", default=start, help=f"first day, 2011-01-01 … 2022-12 (default {start})")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+
+
+def _serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    import anomalies.errors
+    import forecasting.errors
+    import ingest.errors
+    import warehouse.errors
+
+    found: list[type[BaseException]] = [CommandError, warehouse.errors.WarehouseError, OSError]
+    for module in (ingest.errors, forecasting.errors, anomalies.errors):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == module.__name__:
+                found.append(value)
+    return tuple(found)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings.from_args(args)
+    try:
+        args.func(args, settings)
+    except KeyboardInterrupt:
+        console.print("askug: interrupted")
+        return 130
+    except _known_errors() as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        console.print(f"[red]askug: error:[/red] {message}", soft_wrap=True)
+        return EXIT_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Exceptions raised by ``ingest``.  Each message is one line: what is wrong, where,
+and how to fix it."""
+
+from __future__ import annotations
+
+
+class IngestError(RuntimeError):
+    """Base class of every ingest error."""
+
+
+class SimulationConfigError(IngestError, ValueError):
+    """A :class:`~ingest.SimulationConfig` option is outside its allowed range."""
+
+
+class IngestFileError(IngestError, ValueError):
+    """An input file (simulation output, archive dump) is missing or malformed."""
