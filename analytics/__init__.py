@@ -15,7 +15,7 @@ from analytics._deviation import (
     deviation_colour,
     deviation_table,
 )
-from analytics._expected import EXPECTED_SCHEMA, expected_consumption, latest_backcast
+from analytics._expected import EXPECTED_SCHEMA, expected_consumption, latest_backcast, latest_forecast
 
 __all__ = [
     "AMBER",
@@ -30,4 +30,5 @@ __all__ = [
     "deviation_table",
     "expected_consumption",
     "latest_backcast",
+    "latest_forecast",
 ]

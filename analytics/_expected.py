@@ -146,3 +146,45 @@ def _sum_to_days(hourly: pl.LazyFrame) -> pl.LazyFrame:
         .filter(pl.col("_hours") == 24)
         .drop("_hours")
     )
+
+
+def latest_forecast(
+    store: Store,
+    *,
+    meter_ids: list[str] | None = None,
+    model: str | None = None,
+) -> pl.DataFrame:
+    """All rows (backcast and forecast) of each metering point's latest forecast run.
+
+    Parameters
+    ----------
+    store
+        The warehouse to read the ``forecasts`` table from.
+    meter_ids
+        Only these metering points (default: all).
+    model
+        Only runs of this model.  ``None``: any model; when several models share a
+        meter's latest cutoff, the first model name in sort order is used.
+
+    Returns
+    -------
+    polars.DataFrame
+        The ``forecasts`` rows of the chosen runs (``meter_id``, ``ts`` (UTC hour
+        start), ``model``, ``cutoff``, ``volume_m3``, ``volume_m3_lo_80``,
+        ``volume_m3_hi_80`` in m³ per hour at standard conditions, ``temperature_c``),
+        sorted by ``meter_id`` and ``ts``.  Rows with ``ts < cutoff`` are the backcast.
+    """
+    where: dict[str, list[str]] = {}
+    if meter_ids is not None:
+        where["meter_id"] = list(meter_ids)
+    if model is not None:
+        where["model"] = [model]
+    rows = store.read("forecasts", where=where or None)
+    chosen = (
+        rows.group_by("meter_id")
+        .agg(pl.col("cutoff").max())
+        .join(rows.select("meter_id", "cutoff", "model").unique(), on=["meter_id", "cutoff"])
+        .group_by("meter_id", "cutoff")
+        .agg(pl.col("model").min())
+    )
+    return rows.join(chosen, on=["meter_id", "cutoff", "model"]).sort("meter_id", "ts")

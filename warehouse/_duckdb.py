@@ -83,11 +83,13 @@ class DuckDBStore(Store):
 
     # --- schema -------------------------------------------------------------------
     def schema_version(self) -> int:
-        row = self._cur.execute(q.DUCKDB_HAS_VERSION_TABLE).fetchone()
-        if not row or not row[0]:
+        # fetchall, not fetchone: duckdb 2.0 keeps a half-read result open, which
+        # blocks the next query on the same connection.
+        (has,) = self._cur.execute(q.DUCKDB_HAS_VERSION_TABLE).fetchall()[0]
+        if not has:
             return 0
-        got = self._cur.execute(q.SELECT_SCHEMA_VERSION).fetchone()
-        return int(got[0]) if got and got[0] is not None else 0
+        (got,) = self._cur.execute(q.SELECT_SCHEMA_VERSION).fetchall()[0]
+        return int(got) if got is not None else 0
 
     def migrate(self) -> int:
         self._cur.execute(q.DUCKDB_CREATE_VERSION_TABLE)
@@ -138,8 +140,8 @@ class DuckDBStore(Store):
             return self._count(t.name) - before
 
     def _count(self, table: str) -> int:
-        row = self._cur.execute(f'SELECT count(*) FROM "{table}"').fetchone()
-        return int(row[0]) if row else 0
+        (n,) = self._cur.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0]
+        return int(n)
 
     def count(self, table: str) -> int:
         return self._count(spec(table).name)

@@ -65,8 +65,6 @@ PARTITIONED: Final = ("readings", "hourly_archive", "events")
 #: Tables that are continuous aggregates (read-only, derived) in the timescale variant.
 ROLLUPS: Final = ("daily_archive", "monthly_archive")
 
-_EPOCH_DATE: Final = dt.date(1970, 1, 1)
-
 
 class PostgresStore(Store):
     """A warehouse in a PostgreSQL database (TimescaleDB or plain).
@@ -115,7 +113,8 @@ class PostgresStore(Store):
             # Fail fast with libpq's own reason before the pool starts retrying.
             probe = psycopg.connect(dsn, connect_timeout=max(1, int(connect_timeout)))
         except psycopg.Error as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
+            # libpq's first line says what failed; its second repeats our own hint.
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
             raise StoreUnavailableError(
                 f"cannot connect to PostgreSQL at {self._where}: {reason}; "
                 "is the server running? check --dsn / ASKUG_DSN"
@@ -266,9 +265,9 @@ class PostgresStore(Store):
                 months = frame.get_column("ts").dt.truncate("1mo").unique().to_list()
                 conn.execute(PG_ENSURE_PARTITIONS, [t.name, months])
             conn.execute(
-                sql.SQL(
-                    "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP"
-                ).format(staging, target)
+                sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                    staging, target
+                )
             )
             with conn.cursor() as cur:
                 with cur.copy(
@@ -315,21 +314,28 @@ class PostgresStore(Store):
     ) -> pl.DataFrame:
         clause, params = _where(t, where, start, end)
         exprs = [_export_expr(c, t.schema[c]) for c in columns]
-        query = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(exprs), sql.Identifier(t.name)
-        ) + clause
+        query = (
+            sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), sql.Identifier(t.name))
+            + clause
+        )
         order = [c for c in t.key if c in columns]
         if order:
             query += sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, order)))
         buf = io.BytesIO()
-        with self.connection() as conn, conn.cursor() as cur:
-            # COPY has no server-side parameters; psycopg binds them client-side.
-            with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query), params) as copy:
-                for block in copy:
-                    buf.write(block)
+        # COPY has no server-side parameters; psycopg binds them client-side.
+        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)
+        with (
+            self.connection() as conn,
+            conn.cursor() as cur,
+            cur.copy(statement, params) as copy,
+        ):
+            for block in copy:
+                buf.write(block)
         return _from_csv(buf.getvalue(), {c: t.schema[c] for c in columns})
 
-    def refresh_rollups(self, *, start: dt.datetime | None = None, end: dt.datetime | None = None) -> None:
+    def refresh_rollups(
+        self, *, start: dt.datetime | None = None, end: dt.datetime | None = None
+    ) -> None:
         if self.variant != "timescale":
             with self.connection() as conn:
                 conn.execute(PG_REFRESH_ROLLUPS, [start, end])
@@ -347,14 +353,15 @@ class PostgresStore(Store):
             for cagg in ROLLUPS:
                 # Simple protocol, outside any transaction block, as the procedure needs.
                 conn.execute(
-                    sql.SQL(PG_REFRESH_CAGG).format(
-                        cagg=sql.Literal(cagg), lo=sql.Literal(lo), hi=sql.Literal(hi)
-                    ).as_string(conn).encode()
+                    sql.SQL(PG_REFRESH_CAGG)
+                    .format(cagg=sql.Literal(cagg), lo=sql.Literal(lo), hi=sql.Literal(hi))
+                    .as_string(conn)
+                    .encode()
                 )
 
     def sql_frame(self, query: str, params: Sequence[Any] = ()) -> pl.DataFrame:
         with self.connection() as conn, conn.cursor() as cur:
-            cur.execute(query.encode() if not params else query, list(params) or None)  # type: ignore[arg-type]
+            cur.execute(query.encode() if not params else query, list(params) or None)
             if cur.description is None:
                 return pl.DataFrame()
             names = [d.name for d in cur.description]
@@ -464,7 +471,8 @@ def _to_csv(frame: pl.DataFrame) -> bytes:
 
 def _from_csv(payload: bytes, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     wire = {
-        c: (pl.Int64 if isinstance(d, pl.Datetime) or d == pl.Date else d) for c, d in schema.items()
+        c: (pl.Int64 if isinstance(d, pl.Datetime) or d == pl.Date else d)
+        for c, d in schema.items()
     }
     if not payload:
         frame = pl.DataFrame(schema=wire)
@@ -472,10 +480,8 @@ def _from_csv(payload: bytes, schema: dict[str, pl.DataType]) -> pl.DataFrame:
         frame = pl.read_csv(
             io.BytesIO(payload),
             has_header=False,
-            new_columns=list(schema),
             schema=wire,
             quote_char='"',
-            missing_utf8_is_empty_string=False,
         )
     fixes = []
     for c, d in schema.items():
@@ -495,7 +501,11 @@ def _month_ceil(ts: dt.datetime) -> dt.datetime:
     floor = _month_floor(ts)
     if floor == ts.astimezone(dt.UTC):
         return floor
-    return floor.replace(year=floor.year + 1, month=1) if floor.month == 12 else floor.replace(month=floor.month + 1)
+    return (
+        floor.replace(year=floor.year + 1, month=1)
+        if floor.month == 12
+        else floor.replace(month=floor.month + 1)
+    )
 
 
 _OID_DTYPES: Final[dict[int, pl.DataType]] = {

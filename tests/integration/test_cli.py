@@ -139,8 +139,8 @@ def test_malformed_input_file_leaves_the_store_as_it_was(tmp_path: Path, small_s
             assert store.count(table) == 0, table
 
 
-def test_postgres_pipeline_matches_duckdb(fresh_pg_dsn: str, small_simulation: Path, tmp_path: Path) -> None:
-    dsn = fresh_pg_dsn
+def test_postgres_pipeline_matches_duckdb(pg_empty_dsn: str, small_simulation: Path, tmp_path: Path) -> None:
+    dsn = pg_empty_dsn
     db = str(tmp_path / "same.duckdb")
     for args in (["migrate"], ["load", str(small_simulation)], ["rollup"], ["cube"], ["forecast"], ["detect"]):
         for target in (["--dsn", dsn], ["--db", db]):

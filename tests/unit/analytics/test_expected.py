@@ -7,7 +7,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from analytics import EXPECTED_SCHEMA, expected_consumption, latest_backcast
+from analytics import EXPECTED_SCHEMA, expected_consumption, latest_backcast, latest_forecast
 from warehouse import open_store
 
 UTC = dt.UTC
@@ -89,3 +89,28 @@ def test_expected_consumption_reads_the_store_and_filters_the_model() -> None:
         assert expected_consumption(store, model="slp", start=cutoff).height == 0
         with pytest.raises(ValueError, match="freq"):
             expected_consumption(store, freq="month")  # type: ignore[arg-type]
+
+
+def test_latest_forecast_keeps_backcast_and_forecast_of_the_latest_run() -> None:
+    old, new = DAY0 + dt.timedelta(hours=12), DAY0 + dt.timedelta(hours=24)
+    with open_store(path=":memory:") as store:
+        store.migrate()
+        store.write(
+            "forecasts",
+            pl.concat(
+                [
+                    _run("M1", "hdd", old, DAY0, 36, 1.0),
+                    _run("M1", "hdd", new, DAY0, 36, 2.0),
+                    _run("M1", "slp", new, DAY0, 36, 3.0),  # same cutoff: "hdd" sorts first
+                    _run("M2", "slp", old, DAY0, 10, 4.0),
+                ]
+            ),
+        )
+        got = latest_forecast(store)
+        assert got.group_by("meter_id", "model", "cutoff").len().sort("meter_id").rows() == [
+            ("M1", "hdd", new, 36),
+            ("M2", "slp", old, 10),
+        ]
+        assert set(got.filter(pl.col("meter_id") == "M1").get_column("volume_m3")) == {2.0}
+        only = latest_forecast(store, meter_ids=["M1"], model="slp")
+        assert set(only.get_column("volume_m3")) == {3.0}

@@ -1,0 +1,348 @@
+"""The estimator base class every forecaster follows (STYLE §2).
+
+``__init__`` stores keyword-only hyper-parameters unchanged; the public :meth:`fit`
+and :meth:`predict` check the frame contracts and then call the private hooks
+``_fit`` / ``_predict``, so a new model writes only the hooks.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import inspect
+from collections.abc import Iterable
+from typing import Any, ClassVar, Self
+
+import polars as pl
+
+from forecasting.errors import (
+    InvalidInputError,
+    MissingTemperatureError,
+    NotFittedError,
+    UnknownMeterError,
+)
+from warehouse import CONSUMPTION, ContractError, TableSpec, validate_frame
+from warehouse._schemas import FORECASTS, UTC_TS
+
+HOUR = dt.timedelta(hours=1)
+
+#: The per-meter temperature frame :func:`warehouse.load_meter_temperature` returns:
+#: outdoor air temperature in °C at each metering point, one row per UTC hour start.
+METER_TEMPERATURE = TableSpec(
+    "meter_temperature",
+    pl.Schema({"meter_id": pl.String, "ts": UTC_TS, "temperature_c": pl.Float64}),
+    ("meter_id", "ts"),
+    doc="Hourly outdoor temperature at a metering point (°C, UTC hour start).",
+)
+
+#: Columns ``_predict`` returns; the base class adds ``model`` and ``cutoff``.
+_PREDICTION_COLUMNS = (
+    "meter_id",
+    "ts",
+    "volume_m3",
+    "volume_m3_lo_80",
+    "volume_m3_hi_80",
+    "temperature_c",
+)
+
+
+class Forecaster(abc.ABC):
+    """Base class of the hourly consumption forecasters.
+
+    Subclasses set :attr:`alias` (the ``model`` value in the ``forecasts`` table),
+    take keyword-only hyper-parameters in ``__init__`` and store them unchanged, and
+    implement ``_fit`` and ``_predict``.  Learned state lives in attributes ending in
+    ``_``; :attr:`cutoff_` and :attr:`skipped_` are set by every forecaster.
+
+    Attributes
+    ----------
+    cutoff_ : datetime.datetime
+        End of the history seen by :meth:`fit` (UTC): the last hour it could use plus
+        one hour.  Rows at or after the cutoff are forecasts, before it backcasts.
+    meters_ : tuple of str
+        Metering points the model was fitted for, sorted.
+    skipped_ : dict of str to str
+        Metering points present in the input that could not be fitted, with the reason.
+    """
+
+    alias: ClassVar[str]
+
+    # --- scikit-learn-style parameter protocol ---------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters as given to ``__init__`` (``clone = type(m)(**m.get_params())``)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        changed = [
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
+            if sig.parameters[k].default is inspect.Parameter.empty or sig.parameters[k].default != v
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # --- public API -------------------------------------------------------------------
+    def fit(
+        self,
+        consumption: pl.DataFrame,
+        temperature: pl.DataFrame,
+        *,
+        cutoff: dt.datetime | None = None,
+    ) -> Self:
+        """Learn one model per metering point from hourly history.
+
+        Parameters
+        ----------
+        consumption
+            The :data:`warehouse.CONSUMPTION` frame at hourly frequency: ``meter_id``,
+            ``ts`` (UTC hour start), ``volume_m3`` (m³ at standard conditions in the
+            hour; null = missing) and ``quality``.  Only ``valid`` hours with a value
+            are learned from.
+        temperature
+            Hourly outdoor temperature per metering point: ``meter_id``, ``ts`` (UTC
+            hour start), ``temperature_c`` (°C), as
+            :func:`warehouse.load_meter_temperature` returns it.  Rows at or after the
+            cutoff are ignored here (pass them to :meth:`predict`).
+        cutoff
+            End of the history (UTC, on the hour).  Consumption at or after it is
+            ignored.  Default: the last hour in ``consumption`` plus one hour.
+
+        Returns
+        -------
+        Self
+            The fitted estimator.
+
+        Raises
+        ------
+        InvalidInputError
+            A frame breaks its contract (missing or mistyped columns, naive datetimes,
+            timestamps not on the hour, repeated ``(meter_id, ts)``).
+        InvalidParameterError
+            A hyper-parameter is out of range.
+        InsufficientHistoryError
+            No metering point has enough usable history.
+        """
+        self._validate_params()
+        consumption = _check_frame(consumption, CONSUMPTION, "consumption")
+        temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature")
+        if consumption.height == 0:
+            raise InvalidInputError(
+                "consumption: expected hourly history for at least one meter, got an empty "
+                "frame; load it with warehouse.load_consumption(store, freq='hour')"
+            )
+        if cutoff is None:
+            last = consumption.get_column("ts").max()
+            assert isinstance(last, dt.datetime)
+            cutoff = last + HOUR
+        cutoff = _check_instant(cutoff, "cutoff")
+        self.cutoff_ = cutoff
+        self.skipped_: dict[str, str] = {}
+        self._fit(
+            consumption.filter(pl.col("ts") < cutoff),
+            temperature.filter(pl.col("ts") < cutoff),
+        )
+        return self
+
+    def predict(
+        self,
+        temperature: pl.DataFrame,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+    ) -> pl.DataFrame:
+        """Expected hourly consumption with a prediction interval, given temperature.
+
+        Parameters
+        ----------
+        temperature
+            Hourly outdoor temperature per metering point (``meter_id``, ``ts`` UTC hour
+            start, ``temperature_c`` in °C).  One prediction is made per row.  Rows
+            before :attr:`cutoff_` give the backcast (the expected value of a past
+            hour), rows from the cutoff on give the forecast.
+        start, end
+            Optional horizon ``start <= ts < end`` (UTC, on the hour).  When given, every
+            meter in ``temperature`` must have a temperature for every hour of it (else
+            :class:`MissingTemperatureError`), and only those hours are predicted.
+
+        Returns
+        -------
+        polars.DataFrame
+            A frame valid against the ``forecasts`` contract: ``meter_id``, ``ts`` (UTC),
+            ``model`` (:attr:`alias`), ``cutoff`` (:attr:`cutoff_`), ``volume_m3`` and the
+            interval bounds ``volume_m3_lo_80`` / ``volume_m3_hi_80`` (m³ in the hour,
+            never negative) and ``temperature_c``; sorted by meter and time.
+
+        Raises
+        ------
+        NotFittedError
+            Called before :meth:`fit`.
+        UnknownMeterError
+            ``temperature`` names meters the model was not fitted for (see
+            :attr:`skipped_`).
+        MissingTemperatureError
+            A temperature is null, or absent for an hour of ``[start, end)``.
+        """
+        self._check_fitted()
+        temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature")
+        if start is not None or end is not None:
+            if start is None or end is None:
+                raise InvalidInputError(
+                    "predict: got only one of start/end; pass both to predict a horizon, or "
+                    "neither to predict every row of `temperature`"
+                )
+            start = _check_instant(start, "start")
+            end = _check_instant(end, "end")
+            temperature = _complete_horizon(temperature, start, end)
+        _check_no_null_temperature(temperature)
+        self._check_known_meters(temperature.get_column("meter_id").unique())
+        if temperature.height == 0:
+            return pl.DataFrame(schema=FORECASTS.schema)
+        out = self._predict(temperature).select(_PREDICTION_COLUMNS)
+        clip = pl.col("volume_m3").clip(lower_bound=0.0)
+        out = out.with_columns(
+            clip.alias("volume_m3"),
+            pl.min_horizontal(pl.col("volume_m3_lo_80").clip(lower_bound=0.0), clip).alias("volume_m3_lo_80"),
+            pl.max_horizontal(pl.col("volume_m3_hi_80").clip(lower_bound=0.0), clip).alias("volume_m3_hi_80"),
+            pl.lit(self.alias).alias("model"),
+            pl.lit(self.cutoff_, dtype=UTC_TS).alias("cutoff"),
+        )
+        return validate_frame(out, FORECASTS).sort("meter_id", "ts")
+
+    # --- hooks ----------------------------------------------------------------------------
+    def _validate_params(self) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`InvalidParameterError` for impossible hyper-parameters."""
+
+    @abc.abstractmethod
+    def _fit(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> None:
+        """Learn from validated history before :attr:`cutoff_`; set ``meters_`` and ``skipped_``."""
+
+    @abc.abstractmethod
+    def _predict(self, temperature: pl.DataFrame) -> pl.DataFrame:
+        """Return the prediction columns for each validated temperature row of a fitted meter."""
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "meters_"):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call "
+                f".fit(consumption, temperature) before .predict(temperature)"
+            )
+
+    def _check_known_meters(self, meter_ids: pl.Series) -> None:
+        fitted = pl.Series(self.meters_, dtype=pl.String)
+        unknown = meter_ids.filter(~meter_ids.is_in(fitted)).sort().to_list()
+        if not unknown:
+            return
+        skipped = [m for m in unknown if m in self.skipped_]
+        never = [m for m in unknown if m not in self.skipped_]
+        parts = []
+        if skipped:
+            reasons = "; ".join(f"{m}: {self.skipped_[m]}" for m in skipped[:5])
+            more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+            parts.append(f"{len(skipped)} meter(s) were skipped in fit — {reasons}{more}")
+        if never:
+            parts.append(f"{len(never)} meter(s) were not in the fitted history: {_head(never)}")
+        raise UnknownMeterError(
+            f"{type(self).__name__} can predict only the {len(self.meters_)} meter(s) it was "
+            f"fitted for, but `temperature` names others: {'; '.join(parts)}. Filter them out, "
+            f"e.g. temperature.filter(pl.col('meter_id').is_in(model.meters_))"
+        )
+
+
+# --- input checks (shared by every forecaster) -----------------------------------------------
+
+
+def _check_frame(frame: pl.DataFrame, contract: TableSpec, what: str) -> pl.DataFrame:
+    if not isinstance(frame, pl.DataFrame):
+        raise InvalidInputError(
+            f"{what}: expected a polars.DataFrame with columns {list(contract.schema)}, "
+            f"got {type(frame).__name__}; convert it with polars.from_pandas(...) or pl.DataFrame(...)"
+        )
+    try:
+        out = validate_frame(frame, contract)
+    except ContractError as exc:
+        raise InvalidInputError(
+            f"{what}: expected columns {dict(contract.schema)}; {exc}"
+        ) from exc
+    off_hour = out.filter(pl.col("ts") != pl.col("ts").dt.truncate("1h"))
+    if off_hour.height:
+        sample = off_hour.get_column("ts").head(3).to_list()
+        raise InvalidInputError(
+            f"{what}: expected hourly rows with ts at the start of a UTC hour, but "
+            f"{off_hour.height} row(s) are not on the hour, e.g. {sample}; aggregate to hours "
+            f"first (warehouse.load_consumption(store, freq='hour') returns hourly rows)"
+        )
+    dup = out.select("meter_id", "ts").is_duplicated()
+    if dup.any():
+        sample = out.filter(dup).select("meter_id", "ts").head(3).rows()
+        raise InvalidInputError(
+            f"{what}: expected one row per (meter_id, ts), got {int(dup.sum())} repeated rows, "
+            f"e.g. {sample}; de-duplicate with .unique(subset=['meter_id', 'ts'])"
+        )
+    return out
+
+
+def _check_instant(value: dt.datetime, what: str) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        raise InvalidInputError(f"{what}: expected a datetime.datetime in UTC, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(
+            f"{what}: expected a time-zone aware UTC datetime, got the naive {value!r}; "
+            f"use value.replace(tzinfo=datetime.UTC) if it is UTC"
+        )
+    value = value.astimezone(dt.UTC)
+    if value != value.replace(minute=0, second=0, microsecond=0):
+        raise InvalidInputError(f"{what}: expected the start of an hour, got {value.isoformat()}")
+    return value
+
+
+def _complete_horizon(temperature: pl.DataFrame, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Restrict to ``[start, end)`` and insert null rows for absent hours of each meter."""
+    if end <= start:
+        raise InvalidInputError(f"predict: expected start < end, got start={start}, end={end}")
+    meters = temperature.select("meter_id").unique()
+    hours = pl.DataFrame({"ts": pl.datetime_range(start, end, "1h", closed="left", time_zone="UTC", eager=True)})
+    grid = meters.join(hours.with_columns(pl.col("ts").dt.cast_time_unit("us")), how="cross")
+    return grid.join(temperature, on=["meter_id", "ts"], how="left")
+
+
+def _check_no_null_temperature(temperature: pl.DataFrame) -> None:
+    gaps = temperature.filter(pl.col("temperature_c").is_null() | pl.col("temperature_c").is_nan())
+    if gaps.height == 0:
+        return
+    per_meter = gaps.group_by("meter_id").agg(pl.col("ts").sort()).sort("meter_id")
+    lines = [f"{m}: {describe_hours(ts)}" for m, ts in per_meter.head(5).iter_rows()]
+    more = f"; and {per_meter.height - 5} more meter(s)" if per_meter.height > 5 else ""
+    raise MissingTemperatureError(
+        f"expected an outdoor temperature for every hour to forecast, but {gaps.height} hour(s) "
+        f"of {per_meter.height} meter(s) have none — {'; '.join(lines)}{more}. Load the weather "
+        f"forecast for these hours into the `weather` table (the meter's branch weather station), "
+        f"or shorten the horizon"
+    )
+
+
+def describe_hours(hours: Iterable[dt.datetime], *, limit: int = 3) -> str:
+    """Compact text for a sorted list of UTC hours: consecutive hours become one range."""
+    ranges: list[tuple[dt.datetime, dt.datetime]] = []
+    for h in hours:
+        if ranges and h - ranges[-1][1] == HOUR:
+            ranges[-1] = (ranges[-1][0], h)
+        else:
+            ranges.append((h, h))
+    fmt = "%Y-%m-%d %H:%M"
+    parts = [
+        f"{a.strftime(fmt)}Z" if a == b else f"{a.strftime(fmt)}Z..{b.strftime(fmt)}Z ({(b - a) // HOUR + 1} h)"
+        for a, b in ranges[:limit]
+    ]
+    if len(ranges) > limit:
+        parts.append(f"+{len(ranges) - limit} more range(s)")
+    return ", ".join(parts)
+
+
+def _head(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f" (and {len(items) - n} more)" if len(items) > n else "")
