@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import dash
-from dash import dcc, html
+from dash import Input, Output, dcc, html
 
 from dashboards import data
 from warehouse import Store
@@ -38,8 +40,35 @@ body { margin:0; background:var(--bg); color:var(--ink);
 .notice { background:#fff8e1; border:1px solid #ffe082; border-radius:8px; padding:18px 20px; font-size:15px; }
 .notice code { background:#fff; padding:1px 5px; border-radius:3px; border:1px solid #eee; }
 .muted { color:var(--muted); font-size:12px; }
-#deviation-table .dash-table-tooltip { font-size:13px; line-height:1.35; min-width:240px; }
-#deviation-table td.dash-cell p { margin:0; }
+.deviation-scroll { overflow-x:auto; padding-bottom:48px; }
+.deviation-table { border-collapse:separate; border-spacing:2px; font-size:13px; }
+.deviation-table th { font-weight:600; color:#39424e; background:#f0f3f7; padding:5px 6px; text-align:center; }
+.deviation-table th.deviation-month { background:#e6ebf1; }
+.deviation-table th.deviation-day { min-width:46px; font-weight:500; line-height:1.15; }
+.deviation-table th.deviation-day .dow { font-size:11px; color:var(--muted); }
+.deviation-table th.weekend { background:#e9e4f2; }
+.deviation-table th.deviation-meter-head { position:sticky; left:0; z-index:3; }
+.deviation-branch-row th { text-align:left; background:#0f2540; color:#fff; padding:6px 10px; }
+.deviation-branch-row .branch-name { font-size:13px; margin-right:12px; position:sticky; left:12px; }
+.deviation-branch-row .branch-meta { font-weight:400; color:#9fb3c8; font-size:12px; position:sticky; left:220px; }
+.deviation-table td { padding:4px 6px; white-space:nowrap; }
+.deviation-meter { position:sticky; left:0; z-index:2; background:#fff; font-family:ui-monospace, Menlo, Consolas, monospace; }
+.deviation-meter .meter-link { color:var(--brand); text-decoration:none; font-weight:600; }
+.deviation-meter .meter-link:hover { text-decoration:underline; }
+.deviation-name { max-width:210px; overflow:hidden; text-overflow:ellipsis; }
+.deviation-category { color:var(--muted); }
+.deviation-row:hover td.deviation-name, .deviation-row:hover td.deviation-category,
+.deviation-row:hover td.deviation-meter { background:#eef4fb; }
+.deviation-cell { position:relative; min-width:46px; text-align:center; border-radius:3px;
+                  font-variant-numeric:tabular-nums; font-weight:600; cursor:default; }
+.deviation-cell:hover { outline:2px solid #0f2540; z-index:4; }
+.deviation-tip { display:none; position:absolute; left:calc(100% + 8px); top:50%; transform:translateY(-50%);
+                 z-index:20; background:#1b1f23; color:#fff; padding:8px 11px; border-radius:6px;
+                 text-align:left; font-weight:400; font-size:12px; line-height:1.5;
+                 box-shadow:0 4px 14px rgba(0,0,0,.3); pointer-events:none; }
+.deviation-tip.tip-left { left:auto; right:calc(100% + 8px); }
+.deviation-tip-title { font-weight:600; margin-bottom:3px; color:#c9d6e3; }
+.deviation-cell:hover .deviation-tip { display:block; }
 """
 
 _INDEX = """<!DOCTYPE html>
@@ -93,4 +122,16 @@ def create_app(store: Store) -> dash.Dash:
             html.Main(dash.page_container, className="app-main"),
         ]
     )
+
+
+    @app.callback(Output("app-nav-forecast", "href"), Input("app-store", "data"))
+    def forecast_link(stored: dict[str, Any] | None) -> str:
+        """The nav bar's forecast link opens the metering point last looked at."""
+        meter = (stored or {}).get("meter")
+        return f"/forecast?meter={quote(meter)}" if meter else "/forecast"
+
+    # Dash collects `dash.callback` registrations of the pages in a process-wide list
+    # that the first app to serve a request takes over.  Claim them now, so every app
+    # built in one process (the test suite builds several) owns exactly its own.
+    app.server.test_client().get("/_dash-dependencies")
     return app

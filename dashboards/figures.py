@@ -1,4 +1,4 @@
-"""Pure presentation: frames in, plotly figures and table properties out.
+"""Pure presentation: frames in, plotly figures (and the deviation table's HTML) out.
 
 Nothing here reads a store; every function can be called in a notebook or a unit test.
 """
@@ -6,11 +6,11 @@ Nothing here reads a store; every function can be called in a notebook or a unit
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
 import polars as pl
+from dash import dcc, html
 
 from analytics import GREEN_PCT, RED_PCT, deviation_colour
 
@@ -29,138 +29,153 @@ TRACE_BAND_LO = "80 % interval, low"
 TRACE_BAND_HI = "80 % interval"
 TRACE_TEMPERATURE = "Outdoor temperature"
 
-#: Steps of the colour scale used for table cells: level 0 is ≤ GREEN_PCT, the last
-#: level ≥ RED_PCT.  Quantising keeps the table's style rules per column, not per cell.
-COLOUR_LEVELS = 11
-_MISSING_LEVEL = -1
-_DIRECTORY_COLUMNS = (
-    {"id": "company", "name": ["", "Company"]},
-    {"id": "branch", "name": ["", "Branch"]},
-    {"id": "meter", "name": ["", "Metering point"], "presentation": "markdown"},
-    {"id": "meter_name", "name": ["", "Name"]},
-    {"id": "category", "name": ["", "Category"]},
-)
-
-
-def _level(pct: float | None) -> int:
-    if pct is None or pct != pct:
-        return _MISSING_LEVEL
-    x = min(max(abs(pct), GREEN_PCT), RED_PCT)
-    return round((x - GREEN_PCT) / (RED_PCT - GREEN_PCT) * (COLOUR_LEVELS - 1))
-
-
-def level_colour(level: int) -> str:
-    """The background colour of a quantised deviation level (-1 = missing)."""
-    if level == _MISSING_LEVEL:
-        return deviation_colour(None)
-    return deviation_colour(GREEN_PCT + level * (RED_PCT - GREEN_PCT) / (COLOUR_LEVELS - 1))
-
-
-def _text_colour(level: int) -> str:
-    return "#ffffff" if level >= COLOUR_LEVELS - 3 else "#1b1f23"
-
-
-def day_column_id(day: dt.date) -> str:
-    """The DataTable column id of a day, e.g. ``d20261103``."""
-    return f"d{day:%Y%m%d}"
-
-
-@dataclass
-class DeviationGrid:
-    """Properties for a ``dash_table.DataTable`` showing meters × days.
-
-    Attributes
-    ----------
-    columns, data, style_data_conditional, tooltip_data
-        Passed to the DataTable unchanged.
-    days
-        The day columns, oldest first.
-    """
-
-    columns: list[dict[str, Any]] = field(default_factory=list)
-    data: list[dict[str, Any]] = field(default_factory=list)
-    style_data_conditional: list[dict[str, Any]] = field(default_factory=list)
-    tooltip_data: list[dict[str, Any]] = field(default_factory=list)
-    days: list[dt.date] = field(default_factory=list)
+_TIP_LEFT_LAST_COLUMNS = 5  # tooltips of the last day columns open to the left
 
 
 def _fmt_m3(value: float | None) -> str:
-    return "no value" if value is None else f"{value:,.1f} m³".replace(",", " ")
+    return "no value" if value is None else f"{value:,.1f} m³".replace(",", "\u2009")
 
 
-def deviation_grid(table: pl.DataFrame, *, days: list[dt.date] | None = None) -> DeviationGrid:
-    """Pivot a deviation table to one row per metering point and one column per day.
+def text_colour(background: str) -> str:
+    """Black or white text, whichever reads better on ``background`` (``#rrggbb``)."""
+    r, g, b = (int(background[i : i + 2], 16) for i in (1, 3, 5))
+    return "#1b1f23" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#ffffff"
+
+
+def _pct_text(pct: float | None) -> str:
+    if pct is None:
+        return ""
+    rounded = round(pct)
+    return "0" if rounded == 0 else f"{rounded:+d}"
+
+
+def day_key(day: dt.date) -> str:
+    """The id fragment of a day, e.g. ``20261103``."""
+    return f"{day:%Y%m%d}"
+
+
+def _cell(row: dict[str, Any] | None, meter_id: str, day: dt.date, *, tip_left: bool) -> html.Td:
+    pct = row["deviation_pct"] if row else None
+    dev = row["deviation_m3"] if row else None
+    colour = deviation_colour(pct)
+    tip = html.Div(
+        [
+            html.Div(f"{meter_id} · {day:%a %d %b %Y} (UTC day)", className="deviation-tip-title"),
+            html.Div(["Actual: ", html.B(_fmt_m3(row["actual_m3"] if row else None))]),
+            html.Div(["Expected: ", html.B(_fmt_m3(row["expected_m3"] if row else None))]),
+            html.Div(
+                [
+                    "Deviation: ",
+                    html.B(
+                        ("no value" if dev is None else f"{dev:+,.1f} m³".replace(",", "\u2009"))
+                        + ("" if pct is None else f" ({pct:+.1f} %)")
+                    ),
+                ]
+            ),
+        ],
+        className="deviation-tip tip-left" if tip_left else "deviation-tip",
+    )
+    return html.Td(
+        [_pct_text(pct), tip],
+        id=f"deviation-cell-{meter_id}-{day_key(day)}",
+        className="deviation-cell",
+        style={"backgroundColor": colour, "color": text_colour(colour)},
+        **{"data-meter": meter_id, "data-day": day.isoformat()},
+    )
+
+
+def deviation_grid(table: pl.DataFrame, *, days: list[dt.date] | None = None) -> html.Table:
+    """Render a deviation table as metering points (grouped by branch) × days.
 
     Parameters
     ----------
     table
         The frame of :func:`analytics.deviation_table` (UTC days).
     days
-        The day columns to show (default: every day in ``table``); days without a row
-        give grey cells.
+        The day columns to show (default: every day in ``table``); a day without a row
+        for a meter gives a grey cell.
 
     Returns
     -------
-    DeviationGrid
-        Each day cell holds the rounded deviation in percent (text), is coloured
-        green → amber → red by ``|deviation_pct|`` (grey when missing) and has a
-        tooltip with the actual, expected and deviation volumes in m³.
+    dash.html.Table
+        ``id="deviation-table"``.  One header row per branch (with its company), then
+        one row per metering point: its id links to the forecast page, and each day
+        cell (``class="deviation-cell"``, ``id="deviation-cell-<meter>-<yyyymmdd>"``)
+        shows the rounded deviation in percent on a background coloured green → amber
+        → red by ``|deviation_pct|`` (grey when missing), with a hover tooltip
+        (``class="deviation-tip"``) giving actual, expected and deviation in m³.
     """
     if days is None:
-        days = sorted(set(table.get_column("day").to_list()))
-    grid = DeviationGrid(days=days)
-    grid.columns = list(_DIRECTORY_COLUMNS)
+        days = sorted(set(table.get_column("day").drop_nulls().to_list()))
+    cells = {(r["meter_id"], r["day"]): r for r in table.iter_rows(named=True) if r["day"] is not None}
+    months: list[tuple[str, int]] = []
     for day in days:
-        grid.columns.append(
-            {"id": day_column_id(day), "name": [f"{day:%B %Y}", f"{day:%a %d}"]}
-        )
-    cells = {
-        (r["meter_id"], r["day"]): r for r in table.iter_rows(named=True) if r["day"] is not None
-    }
+        label = f"{day:%B %Y}"
+        if months and months[-1][0] == label:
+            months[-1] = (label, months[-1][1] + 1)
+        else:
+            months.append((label, 1))
+    weekend = {d for d in days if d.weekday() >= 5}
+    head = html.Thead(
+        [
+            html.Tr(
+                [html.Th("Metering point", rowSpan=2, className="deviation-meter-head"),
+                 html.Th("Name", rowSpan=2), html.Th("Category", rowSpan=2)]
+                + [html.Th(label, colSpan=n, className="deviation-month") for label, n in months]
+            ),
+            html.Tr(
+                [
+                    html.Th(
+                        [html.Span(f"{d:%a}", className="dow"), html.Br(), f"{d:%d}"],
+                        className="deviation-day weekend" if d in weekend else "deviation-day",
+                    )
+                    for d in days
+                ]
+            ),
+        ]
+    )
+    body: list[html.Tr] = []
     directory = table.unique("meter_id", keep="first", maintain_order=True)
+    ncols = 3 + len(days)
+    counts = {
+        (r[0], r[1]): r[2] for r in directory.group_by("company_id", "branch_id").len().iter_rows()
+    }
+    branch_key: tuple[str | None, str | None] | None = None
     for meter in directory.iter_rows(named=True):
-        mid = meter["meter_id"]
-        row: dict[str, Any] = {
-            "id": mid,  # DataTable row id: active_cell carries it as row_id
-            "meter_id": mid,
-            "company": meter["company_id"] or "",
-            "branch": meter["branch_name"] or meter["branch_id"] or "",
-            "meter": f"[{mid}](/forecast?meter={mid})",
-            "meter_name": meter["meter_name"] or "",
-            "category": meter["category"] or "",
-        }
-        tips: dict[str, Any] = {}
-        for day in days:
-            col = day_column_id(day)
-            cell = cells.get((mid, day))
-            pct = cell["deviation_pct"] if cell else None
-            row[col] = "" if pct is None else f"{pct:+.0f}"
-            row[f"l{col[1:]}"] = _level(pct)
-            actual = cell["actual_m3"] if cell else None
-            expected = cell["expected_m3"] if cell else None
-            dev = cell["deviation_m3"] if cell else None
-            lines = [
-                f"**{mid}**, {day:%a %d %b %Y} (UTC day)",
-                f"Actual: {_fmt_m3(actual)}",
-                f"Expected: {_fmt_m3(expected)}",
-                "Deviation: "
-                + ("no value" if dev is None else f"{dev:+,.1f} m³".replace(",", " "))
-                + ("" if pct is None else f" ({pct:+.1f} %)"),
-            ]
-            tips[col] = {"value": "\n\n".join(lines), "type": "markdown"}
-        grid.data.append(row)
-        grid.tooltip_data.append(tips)
-    for day in days:
-        col = day_column_id(day)
-        for level in range(_MISSING_LEVEL, COLOUR_LEVELS):
-            grid.style_data_conditional.append(
-                {
-                    "if": {"column_id": col, "filter_query": f"{{l{col[1:]}}} = {level}"},
-                    "backgroundColor": level_colour(level),
-                    "color": _text_colour(level),
-                }
+        key = (meter["company_id"], meter["branch_id"])
+        if key != branch_key:
+            branch_key = key
+            count = counts[key]
+            label = meter["branch_name"] or meter["branch_id"] or "no branch"
+            body.append(
+                html.Tr(
+                    html.Th(
+                        [html.Span(label, className="branch-name"),
+                         html.Span(f"{meter['company_id'] or ''} · {count} metering points", className="branch-meta")],
+                        colSpan=ncols,
+                    ),
+                    className="deviation-branch-row",
+                    **{"data-branch": meter["branch_id"] or ""},
+                )
             )
-    return grid
+        mid = meter["meter_id"]
+        body.append(
+            html.Tr(
+                [
+                    html.Td(dcc.Link(mid, href=f"/forecast?meter={mid}", className="meter-link"),
+                            className="deviation-meter"),
+                    html.Td(meter["meter_name"] or "", className="deviation-name", title=meter["meter_name"] or ""),
+                    html.Td(meter["category"] or "", className="deviation-category"),
+                ]
+                + [
+                    _cell(cells.get((mid, d)), mid, d, tip_left=i >= len(days) - _TIP_LEFT_LAST_COLUMNS)
+                    for i, d in enumerate(days)
+                ],
+                id=f"deviation-row-{mid}",
+                className="deviation-row",
+            )
+        )
+    return html.Table([head, html.Tbody(body)], id="deviation-table", className="deviation-table")
 
 
 def legend_steps() -> list[tuple[str, str]]:
@@ -277,13 +292,13 @@ def forecast_figure(
         template="plotly_white",
         hovermode="x unified",
         margin={"l": 60, "r": 60, "t": 70, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1, "traceorder": "normal"},
         xaxis={"title": {"text": f"Local time ({time_zone})"}},
         yaxis={"title": {"text": "Consumption, m³/h"}, "rangemode": "tozero"},
         yaxis2={
             "title": {"text": "Outdoor temperature, °C", "font": {"color": TEMPERATURE_COLOUR}},
             "overlaying": "y", "side": "right", "showgrid": False,
-            "tickfont": {"color": TEMPERATURE_COLOUR},
+            "tickfont": {"color": TEMPERATURE_COLOUR}, "tickmode": "auto", "tickformat": ".0f",
         },
     )
     return fig

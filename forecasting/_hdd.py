@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import polars as pl
 
-from forecasting._base import HOUR, Forecaster
+from forecasting._base import HOUR, Forecaster, encode, row_keys
 from forecasting.errors import InsufficientHistoryError, InvalidParameterError
 
 #: Candidate balance-point temperatures (°C) of the grid search.
@@ -134,80 +134,79 @@ class HeatingDegreeRegression(Forecaster):
             ) from None
 
     # --- features -----------------------------------------------------------------------
-    def _smooth(self, temperature: pl.DataFrame) -> pl.DataFrame:
-        """Add ``t_smooth_c``: trailing mean over ``smoothing_hours`` (rows sorted per meter)."""
-        temperature = temperature.sort("meter_id", "ts")
-        if self.smoothing_hours == 1:
-            return temperature.with_columns(pl.col("temperature_c").alias("t_smooth_c"))
-        return temperature.with_columns(
-            pl.col("temperature_c")
-            .rolling_mean_by("ts", window_size=f"{self.smoothing_hours}h")
-            .over("meter_id")
-            .alias("t_smooth_c")
-        )
+    def _groups(self, hour: np.ndarray) -> np.ndarray:
+        """Profile cell 0..47 of each UTC hour (hours since the epoch): the local hour of
+        day in :attr:`time_zone`, plus 24 on Saturday and Sunday.
 
-    def _group(self) -> pl.Expr:
-        """Profile cell 0..47: local hour, +24 on Saturday and Sunday."""
-        local = pl.col("ts").dt.convert_time_zone(self.time_zone)
-        weekend = (local.dt.weekday() >= 6).cast(pl.Int16)
-        return (local.dt.hour().cast(pl.Int16) + 24 * weekend).alias("group")
+        Computed once per distinct hour of the span and looked up, not per row.
+        """
+        if hour.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        lo, hi = int(hour.min()), int(hour.max())
+        span = pl.Series("ts", np.arange(lo, hi + 1, dtype=np.int64) * 3_600_000_000)
+        local = span.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").dt.convert_time_zone(self.time_zone)
+        table = (local.dt.hour().cast(pl.Int64) + 24 * (local.dt.weekday() >= 6).cast(pl.Int64)).to_numpy()
+        return np.asarray(table[hour - lo], dtype=np.int64)
 
     # --- fit ----------------------------------------------------------------------------
     def _fit(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> None:
         temperature = temperature.filter(pl.col("temperature_c").is_not_null() & pl.col("temperature_c").is_not_nan())
         tail_from = self.cutoff_ - (self.smoothing_hours - 1) * HOUR
-        self.temperature_tail_ = temperature.filter(pl.col("ts") >= tail_from).select(
-            "meter_id", "ts", "temperature_c"
+        self.temperature_tail_ = temperature.filter(pl.col("ts") >= tail_from)
+        in_consumption = consumption.get_column("meter_id").unique()
+        names = pl.concat([in_consumption, temperature.get_column("meter_id").unique()]).unique().sort().to_list()
+
+        # Smoothed temperature of every (meter, hour), aligned to the usable consumption rows.
+        t_code, t_hour = encode(temperature, names)
+        t_key, t_smooth = _smooth(row_keys(t_code, t_hour), temperature.get_column("temperature_c").to_numpy(),
+                                  self.smoothing_hours)
+        usable = consumption.filter(
+            pl.col("volume_m3").is_not_null() & pl.col("volume_m3").is_not_nan() & (pl.col("quality") == "valid")
         )
-        smooth = self._smooth(temperature).select("meter_id", "ts", "t_smooth_c")
-        usable = (
-            consumption.filter(
-                pl.col("volume_m3").is_not_null() & pl.col("volume_m3").is_not_nan() & (pl.col("quality") == "valid")
-            )
-            .select("meter_id", "ts", "volume_m3")
-            .join(smooth, on=["meter_id", "ts"], how="inner")
-        )
-        counts = usable.group_by("meter_id").len("hours")
-        all_meters = consumption.select("meter_id").unique()
-        with_temp = set(temperature.get_column("meter_id").unique().to_list())
-        status = all_meters.join(counts, on="meter_id", how="left").with_columns(pl.col("hours").fill_null(0))
-        short = status.filter(pl.col("hours") < self.min_history_hours).sort("meter_id")
-        for meter, hours in short.iter_rows():
-            if meter not in with_temp:
-                self.skipped_[meter] = (
+        c_code, c_hour = encode(usable, names)
+        y = usable.get_column("volume_m3").to_numpy()
+        c_key = row_keys(c_code, c_hour)
+        if np.array_equal(c_key, t_key):  # the usual case: same meters and hours
+            ts = t_smooth
+        else:
+            pos = np.minimum(np.searchsorted(t_key, c_key), max(t_key.size - 1, 0))
+            hit = t_key[pos] == c_key if t_key.size else np.zeros(c_code.size, dtype=bool)
+            c_code, c_hour, y, ts = c_code[hit], c_hour[hit], y[hit], t_smooth[pos[hit]]
+
+        hours_per = np.bincount(c_code, minlength=len(names))
+        has_temp = np.bincount(t_code, minlength=len(names)) > 0
+        considered = np.zeros(len(names), dtype=bool)
+        considered[np.searchsorted(names, in_consumption.to_list())] = True
+        for i in np.flatnonzero(considered & (hours_per < self.min_history_hours)):
+            if not has_temp[i]:
+                self.skipped_[names[i]] = (
                     "no outdoor temperature before the cutoff; link its branch to a weather "
                     "station with data"
                 )
             else:
-                self.skipped_[meter] = (
-                    f"only {hours} usable hour(s) (valid volume with a temperature) before "
+                self.skipped_[names[i]] = (
+                    f"only {hours_per[i]} usable hour(s) (valid volume with a temperature) before "
                     f"{self.cutoff_.isoformat()}, needs min_history_hours={self.min_history_hours}"
                 )
-        fitted = status.filter(pl.col("hours") >= self.min_history_hours).sort("meter_id")
-        if fitted.height == 0:
-            best = int(status.get_column("hours").max() or 0)
+        fitted = np.flatnonzero(considered & (hours_per >= self.min_history_hours))
+        if fitted.size == 0:
+            best = int(hours_per[considered].max()) if considered.any() else 0
             raise InsufficientHistoryError(
                 f"{type(self).__name__}: expected at least min_history_hours="
                 f"{self.min_history_hours} usable hours (valid volume with a temperature) per "
-                f"meter, but the best of {status.height} meter(s) has {best}; load more history, "
-                f"check that the weather table covers it, or lower min_history_hours"
+                f"meter, but the best of {int(considered.sum())} meter(s) has {best}; load more "
+                f"history, check that the weather table covers it, or lower min_history_hours"
             )
-        meters = fitted.get_column("meter_id")
-        self.meters_ = tuple(meters.to_list())
-        index = pl.DataFrame({"meter_id": meters, "m": pl.int_range(meters.len(), dtype=pl.Int64, eager=True)})
-        rows = usable.join(index, on="meter_id", how="inner").select(
-            "m",
-            self._group().cast(pl.Int64),
-            (pl.col("ts").dt.epoch("s") // 86_400 % N_FOLDS).cast(pl.Int64).alias("fold"),
-            "volume_m3",
-            "t_smooth_c",
-        )
-        m = rows.get_column("m").to_numpy()
-        g = rows.get_column("group").to_numpy()
-        fold = rows.get_column("fold").to_numpy()
-        y = rows.get_column("volume_m3").to_numpy()
-        ts = rows.get_column("t_smooth_c").to_numpy()
-        n_meters = len(self.meters_)
+        self.meters_ = tuple(names[i] for i in fitted)
+        n_meters = fitted.size
+        remap = np.full(len(names), -1, dtype=np.int64)
+        remap[fitted] = np.arange(n_meters)
+        m = remap[c_code]
+        if fitted.size < len(names):
+            keep = m >= 0
+            m, y, ts, c_hour = m[keep], y[keep], ts[keep], c_hour[keep]
+        g = self._groups(c_hour)
+        fold = (c_hour // 24) % N_FOLDS
 
         if self.base_temperature_c is None:
             base = _grid_search_base(m, g, y, ts, n_meters)
@@ -218,22 +217,20 @@ class HeatingDegreeRegression(Forecaster):
         size = n_meters * N_GROUPS
         stats = _group_stats(key, x, y, size)
         slope, profile = _solve(stats, n_meters)
-        fitted_y = profile[key] + slope[m] * x
-        resid_in = y - fitted_y
         hours = np.bincount(m, minlength=n_meters)
+        resid_in = y - (profile[key] + slope[m] * x)
         rmse = np.sqrt(np.bincount(m, weights=resid_in**2, minlength=n_meters) / hours)
 
-        # Out-of-fold predictions (day-level folds): leave each fold out of the group sums.
+        # Out-of-fold predictions (day-level folds): leave each fold out of the cell sums,
+        # so the interval is calibrated on errors of hours the fit did not see.
         fold_stats = _group_stats(fold * size + key, x, y, N_FOLDS * size)
-        oof = np.empty_like(y)
+        slopes = np.empty((N_FOLDS, n_meters))
+        profiles = np.empty((N_FOLDS, size))
         for f in range(N_FOLDS):
             rest = {k: v - fold_stats[k][f * size : (f + 1) * size] for k, v in stats.items()}
-            s_f, p_f = _solve(rest, n_meters)
-            sel = fold == f
-            oof[sel] = p_f[key[sel]] + s_f[m[sel]] * x[sel]
-        oof = np.maximum(oof, 0.0)
-        mean_y = np.bincount(m, weights=np.abs(y), minlength=n_meters) / hours
-        scale = SCALE_FLOOR * mean_y + 1e-9
+            slopes[f], profiles[f] = _solve(rest, n_meters)
+        oof = np.maximum(profiles[fold, key] + slopes[fold, m] * x, 0.0)
+        scale = SCALE_FLOOR * np.bincount(m, weights=np.abs(y), minlength=n_meters) / hours + 1e-9
         z = (y - oof) / (oof + scale[m])
         lo_q, hi_q = (1 - self.interval) / 2, (1 + self.interval) / 2
         q = (
@@ -245,9 +242,10 @@ class HeatingDegreeRegression(Forecaster):
             )
             .sort("m")
         )
+        meter_ids = pl.Series("meter_id", self.meters_, dtype=pl.String)
         self.coef_ = pl.DataFrame(
             {
-                "meter_id": meters,
+                "meter_id": meter_ids,
                 "base_temperature_c": base,
                 "slope_m3_per_k": slope,
                 "hours": hours.astype(np.int64),
@@ -257,44 +255,72 @@ class HeatingDegreeRegression(Forecaster):
                 "q_hi": q.get_column("q_hi").to_numpy(),
             }
         )
-        prof = profile.reshape(n_meters, N_GROUPS)
+        cells = np.arange(N_GROUPS)
         self.profile_ = pl.DataFrame(
             {
-                "meter_id": np.repeat(meters.to_numpy(), N_GROUPS),
-                "day_type": np.tile(np.where(np.arange(N_GROUPS) >= 24, "weekend", "weekday"), n_meters),
-                "hour": np.tile(np.arange(N_GROUPS) % 24, n_meters).astype(np.int8),
-                "volume_m3": prof.ravel(),
+                "meter_id": np.repeat(meter_ids.to_numpy(), N_GROUPS),
+                "day_type": np.tile(np.where(cells >= 24, "weekend", "weekday"), n_meters),
+                "hour": np.tile(cells % 24, n_meters).astype(np.int8),
+                "volume_m3": profile,
             }
         )
 
     # --- predict ------------------------------------------------------------------------
     def _predict(self, temperature: pl.DataFrame) -> pl.DataFrame:
-        wanted = temperature.select("meter_id", "ts")
-        # The smoothing window of the first hours reaches back into the history.
-        history = self.temperature_tail_.join(wanted, on=["meter_id", "ts"], how="anti").join(
-            wanted.select("meter_id").unique(), on="meter_id", how="semi"
+        names = list(self.meters_)
+        code, hour = encode(temperature, names)
+        # The smoothing window of the first hours reaches back into the history (the
+        # stored tail); a temperature given here wins over the tail for the same hour.
+        tail = self.temperature_tail_.filter(pl.col("meter_id").is_in(names))
+        tail_code, tail_hour = encode(tail, names)
+        keys = np.concatenate([row_keys(code, hour), row_keys(tail_code, tail_hour)])
+        values = np.concatenate(
+            [temperature.get_column("temperature_c").to_numpy(), tail.get_column("temperature_c").to_numpy()]
         )
-        frame = self._smooth(pl.concat([temperature, history])).join(wanted, on=["meter_id", "ts"], how="semi")
-        profile = self.profile_.select(
-            "meter_id",
-            (pl.col("hour").cast(pl.Int16) + 24 * (pl.col("day_type") == "weekend").cast(pl.Int16)).alias("group"),
-            pl.col("volume_m3").alias("base_m3"),
+        order = np.argsort(keys, kind="stable")
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = keys[order[1:]] != keys[order[:-1]]
+        order = order[first]
+        _, smooth_sorted = _smooth(keys[order], values[order], self.smoothing_hours, presorted=True)
+        mine = order < code.size
+        t_smooth = np.empty(code.size)
+        t_smooth[order[mine]] = smooth_sorted[mine]
+
+        coef = self.coef_
+        base = coef.get_column("base_temperature_c").to_numpy()[code]
+        slope = coef.get_column("slope_m3_per_k").to_numpy()[code]
+        scale = coef.get_column("scale_m3").to_numpy()[code]
+        profile = self.profile_.get_column("volume_m3").to_numpy().reshape(len(names), N_GROUPS)
+        expected = np.maximum(profile[code, self._groups(hour)] + slope * np.maximum(0.0, base - t_smooth), 0.0)
+        spread = expected + scale
+        return temperature.with_columns(
+            pl.Series("volume_m3", expected),
+            pl.Series("volume_m3_lo_80", expected + coef.get_column("q_lo").to_numpy()[code] * spread),
+            pl.Series("volume_m3_hi_80", expected + coef.get_column("q_hi").to_numpy()[code] * spread),
         )
-        expected = (
-            pl.col("base_m3")
-            + pl.col("slope_m3_per_k") * (pl.col("base_temperature_c") - pl.col("t_smooth_c")).clip(lower_bound=0.0)
-        ).clip(lower_bound=0.0)
-        spread = pl.col("volume_m3") + pl.col("scale_m3")
-        return (
-            frame.with_columns(self._group())
-            .join(self.coef_, on="meter_id", how="left")
-            .join(profile, on=["meter_id", "group"], how="left")
-            .with_columns(expected.alias("volume_m3"))
-            .with_columns(
-                (pl.col("volume_m3") + pl.col("q_lo") * spread).alias("volume_m3_lo_80"),
-                (pl.col("volume_m3") + pl.col("q_hi") * spread).alias("volume_m3_hi_80"),
-            )
-        )
+
+
+def _smooth(
+    keys: np.ndarray, values: np.ndarray, window: int, *, presorted: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sort rows by key (unique per meter and hour) and return ``(keys, trailing mean)``.
+
+    The mean covers the hours ``(t - window, t]`` of the same meter that are present
+    (the meter code sits in the key's high bits, so a window never crosses meters).
+    """
+    if not presorted and keys.size > 1 and not bool((np.diff(keys) > 0).all()):
+        order = np.argsort(keys, kind="stable")
+        keys, values = keys[order], values[order]
+    if window == 1:
+        return keys, values.astype(np.float64, copy=True)
+    csum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    last = np.arange(1, keys.size + 1)
+    # Fast path for complete hourly runs: the window starts exactly window-1 rows back.
+    first = np.maximum(last - window, 0)
+    inexact = keys[first] != keys - (window - 1)
+    if inexact.any():
+        first[inexact] = np.searchsorted(keys, keys[inexact] - (window - 1), side="left")
+    return keys, (csum[last] - csum[first]) / (last - first)
 
 
 # --- batched least squares ------------------------------------------------------------------

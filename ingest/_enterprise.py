@@ -353,7 +353,7 @@ class FaultPlan:
                 rows.append(("stuck", "device", ent.device_ids[f.index], "volume_register_m3", iso(f.t0), iso(end),
                              f"register frozen for {f.duration} readings"))
             elif f.kind == "drift":
-                first = int(math.floor(60.0 / (abs(f.value) / 24.0))) + 1  # first hour with |offset| > 60 s
+                first = math.floor(60.0 / (abs(f.value) / 24.0)) + 1  # first hour with |offset| > 60 s
                 rows.append(("drift", "device", ent.device_ids[f.index], None, iso(min(first, last_hour)),
                              iso(last_hour), f"clock drift {f.value:+.1f} s/day; offset > 60 s from ts_start"))
             elif f.kind == "duplicate":

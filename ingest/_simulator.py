@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,13 @@ import numpy as np
 import polars as pl
 
 from ingest import _profiles, _shipped
-from ingest._enterprise import COMPANY_TEMPLATES, Enterprise, FaultPlan, build_enterprise, plan_faults
+from ingest._enterprise import (
+    COMPANY_TEMPLATES,
+    Enterprise,
+    FaultPlan,
+    build_enterprise,
+    plan_faults,
+)
 from ingest.errors import SimulationConfigError
 from warehouse import REFERENCE_TABLES, TABLES, validate_frame
 
@@ -525,7 +530,7 @@ def _simulate_meter_block(
 
     local = {int(g): k for k, g in enumerate(idx)}
     for f in plan.for_meters(i0, i1, "leak"):
-        truth_l[local[f.index], f.t0 :] += int(round(f.value * 1000))
+        truth_l[local[f.index], f.t0 :] += round(f.value * 1000)
     registered_l = truth_l
     tampers = plan.for_meters(i0, i1, "tamper")
     if tampers:

@@ -53,6 +53,7 @@ class DuckDBStore(Store):
                 "process using it or pass another --db path"
             ) from exc
         self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute("SET enable_progress_bar = false")
         self._local = threading.local()
         self._depth = 0
         self._lock = threading.RLock()

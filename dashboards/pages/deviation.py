@@ -6,7 +6,7 @@ from typing import Any
 
 import dash
 import polars as pl
-from dash import Input, Output, dash_table, dcc, html
+from dash import Input, Output, dcc, html
 
 from analytics import GREEN_PCT, RED_PCT
 from dashboards import data, figures
@@ -29,7 +29,11 @@ def legend() -> html.Div:
     return html.Div(
         [html.Span("|actual − expected| / expected:", style={"marginRight": "6px"})]
         + [
-            html.Span(label, className="legend-swatch", style={"backgroundColor": colour})
+            html.Span(
+                label,
+                className="legend-swatch",
+                style={"backgroundColor": colour, "color": figures.text_colour(colour)},
+            )
             for label, colour in figures.legend_steps()
         ],
         className="legend",
@@ -101,45 +105,6 @@ def layout(**_query: str) -> html.Div:
         ],
         className="controls",
     )
-    table = dash_table.DataTable(
-        id="deviation-table",
-        columns=[],
-        data=[],
-        merge_duplicate_headers=True,
-        fixed_columns={"headers": True, "data": 3},
-        fixed_rows={"headers": True},
-        sort_action="native",
-        page_action="none",
-        markdown_options={"link_target": "_self"},
-        tooltip_delay=0,
-        tooltip_duration=None,
-        css=[{"selector": ".dash-spreadsheet-container", "rule": "max-width: 100%;"}],
-        style_table={"overflowX": "auto", "minWidth": "100%", "maxHeight": "70vh"},
-        style_header={
-            "backgroundColor": "#f0f3f7",
-            "fontWeight": 600,
-            "color": "#39424e",
-            "border": "1px solid #e3e7ec",
-            "textAlign": "center",
-        },
-        style_cell={
-            "fontFamily": "inherit",
-            "fontSize": "13px",
-            "padding": "4px 6px",
-            "border": "1px solid #ffffff",
-            "textAlign": "center",
-            "minWidth": "52px",
-            "width": "52px",
-            "maxWidth": "52px",
-        },
-        style_cell_conditional=[
-            {"if": {"column_id": c}, "textAlign": "left", "minWidth": w, "width": w, "maxWidth": w,
-             "backgroundColor": "#ffffff", "borderBottom": "1px solid #e3e7ec"}
-            for c, w in (("company", "70px"), ("branch", "120px"), ("meter", "100px"),
-                         ("meter_name", "190px"), ("category", "95px"))
-        ],
-        style_data={"whiteSpace": "nowrap", "overflow": "hidden", "textOverflow": "ellipsis"},
-    )
     return html.Div(
         [
             *header,
@@ -148,7 +113,7 @@ def layout(**_query: str) -> html.Div:
                 [
                     legend(),
                     html.Div(id="deviation-summary", className="muted", style={"margin": "10px 0 8px"}),
-                    dcc.Loading(table, type="dot"),
+                    dcc.Loading(html.Div(id="deviation-table-container", className="deviation-scroll"), type="dot"),
                 ],
                 className="card",
             ),
@@ -156,32 +121,30 @@ def layout(**_query: str) -> html.Div:
     )
 
 
-def table_props(
+def table_view(
     frame: pl.DataFrame, *, branch_ids: list[str] | None, categories: list[str] | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], str]:
-    """Filter the deviation frame and turn it into DataTable properties plus a summary line."""
+) -> tuple[html.Table, str]:
+    """Filter the deviation frame; return the rendered table and a one-line summary."""
     days = sorted(set(frame.get_column("day").drop_nulls().to_list()))
     if branch_ids:
         frame = frame.filter(pl.col("branch_id").is_in(branch_ids))
     if categories:
         frame = frame.filter(pl.col("category").is_in(categories))
-    grid = figures.deviation_grid(frame, days=days)
+    table = figures.deviation_grid(frame, days=days)
     if days:
+        meters = frame.get_column("meter_id").n_unique()
         red = frame.filter(pl.col("deviation_pct").abs() >= RED_PCT).height
         summary = (
-            f"{len(grid.data)} metering points, {days[0]:%d %b} – {days[-1]:%d %b %Y} (UTC days); "
+            f"{meters} metering points, {days[0]:%d %b} – {days[-1]:%d %b %Y} (UTC days); "
             f"{red} cell(s) at or above {RED_PCT:g} %."
         )
     else:
         summary = "No daily values in this window."
-    return grid.columns, grid.data, grid.style_data_conditional, grid.tooltip_data, summary
+    return table, summary
 
 
 @dash.callback(
-    Output("deviation-table", "columns"),
-    Output("deviation-table", "data"),
-    Output("deviation-table", "style_data_conditional"),
-    Output("deviation-table", "tooltip_data"),
+    Output("deviation-table-container", "children"),
     Output("deviation-summary", "children"),
     Input("deviation-days", "value"),
     Input("deviation-branch", "value"),
@@ -189,19 +152,7 @@ def table_props(
 )
 def update_table(
     days: int, branch_ids: list[str] | None, categories: list[str] | None
-) -> tuple[Any, ...]:
+) -> tuple[html.Table, str]:
     """Inputs → :meth:`DashboardData.deviations` → :func:`figures.deviation_grid`."""
     frame = data.current().deviations(days=int(days or DAY_CHOICES[0]))
-    return table_props(frame, branch_ids=branch_ids, categories=categories)
-
-
-@dash.callback(
-    Output("app-store", "data", allow_duplicate=True),
-    Input("deviation-table", "active_cell"),
-    prevent_initial_call=True,
-)
-def remember_meter(active_cell: dict[str, Any] | None) -> Any:
-    """Remember the metering point of the clicked row for the forecast page."""
-    if not active_cell or not active_cell.get("row_id"):
-        return dash.no_update
-    return {"meter": active_cell["row_id"]}
+    return table_view(frame, branch_ids=branch_ids, categories=categories)

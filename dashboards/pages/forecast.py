@@ -6,7 +6,7 @@ from typing import Any
 
 import dash
 import plotly.graph_objects as go
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, dcc, html
 
 from dashboards import data, figures
 
@@ -14,7 +14,7 @@ dash.register_page(__name__, path="/forecast", name="Forecast", title="askug · 
 
 
 def layout(meter: str | None = None, **_query: str) -> html.Div:
-    """The page; ``?meter=M000123`` preselects a metering point."""
+    """The page; ``?meter=M000123`` preselects a metering point (default: the first one)."""
     src = data.current()
     header = [
         html.H1("Consumption forecast", className="page-title"),
@@ -46,7 +46,7 @@ def layout(meter: str | None = None, **_query: str) -> html.Div:
                             dcc.Dropdown(
                                 id="forecast-meter-select",
                                 options=options,
-                                value=meter if meter in ids else None,
+                                value=meter if meter in ids else ids[0],
                                 clearable=False,
                                 placeholder="choose a metering point",
                             ),
@@ -70,37 +70,17 @@ def layout(meter: str | None = None, **_query: str) -> html.Div:
 
 
 @dash.callback(
-    Output("forecast-meter-select", "value"),
-    Input("forecast-meter-select", "id"),
-    State("forecast-meter-select", "value"),
-    State("forecast-meter-select", "options"),
-    State("app-store", "data"),
-)
-def default_meter(
-    _id: str, value: str | None, options: list[dict[str, str]], stored: dict[str, Any] | None
-) -> Any:
-    """Without ``?meter=``: the meter last looked at, else the first one."""
-    if value or not options:
-        return dash.no_update
-    ids = [o["value"] for o in options]
-    remembered = (stored or {}).get("meter")
-    return remembered if remembered in ids else ids[0]
-
-
-@dash.callback(
     Output("forecast-graph", "figure"),
     Output("forecast-details", "children"),
-    Output("app-store", "data", allow_duplicate=True),
     Input("forecast-meter-select", "value"),
-    prevent_initial_call="initial_duplicate",
 )
-def update_graph(meter_id: str | None) -> tuple[go.Figure, str, Any]:
+def update_graph(meter_id: str | None) -> tuple[go.Figure, str]:
     """Meter → :meth:`DashboardData.forecast` → :func:`figures.forecast_figure`."""
     if not meter_id:
-        return figures.message_figure("Choose a metering point"), "", dash.no_update
+        return figures.message_figure("Choose a metering point"), ""
     view = data.current().forecast(meter_id)
     if view is None:
-        return figures.message_figure(f"Unknown metering point {meter_id}"), "", dash.no_update
+        return figures.message_figure(f"Unknown metering point {meter_id}"), ""
     m = view.meter
     title = f"{m['meter_id']} · {m['name']}"
     if view.cutoff is None:
@@ -114,4 +94,13 @@ def update_graph(meter_id: str | None) -> tuple[go.Figure, str, Any]:
         view.history, view.forecast, view.temperature,
         cutoff=view.cutoff, time_zone=m["time_zone"], title=title,
     )
-    return fig, details, {"meter": meter_id}
+    return fig, details
+
+
+@dash.callback(
+    Output("app-store", "data"),
+    Input("forecast-meter-select", "value"),
+)
+def remember_meter(meter_id: str | None) -> Any:
+    """Share the chosen metering point with the other pages."""
+    return {"meter": meter_id} if meter_id else dash.no_update

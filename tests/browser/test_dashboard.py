@@ -38,42 +38,43 @@ def test_deviation_table_colours_cells_of_the_stores_meters(
     with open_store(path=dashboard_store_path, read_only=True) as store:
         stored = set(load_meters(store).get_column("meter_id").to_list())
     browser.get(dashboard_url + "/")
-    _wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, '#deviation-table td[data-dash-column^="d2"]')))
+    _wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#deviation-table td.deviation-cell")))
+    shown = {e.text for e in browser.find_elements(By.CSS_SELECTOR, "#deviation-table td.deviation-meter")}
+    assert shown and shown <= stored, f"table shows {shown}, store has {stored}"
+    assert len(shown) >= 8
+    branches = browser.find_elements(By.CSS_SELECTOR, "#deviation-table tr.deviation-branch-row")
+    assert len(branches) >= 2
     cells: list[dict[str, Any]] = browser.execute_script(
         """
-        return [...document.querySelectorAll('#deviation-table td[data-dash-column]')].map(td => ({
-            column: td.getAttribute('data-dash-column'),
-            row: td.getAttribute('data-dash-row'),
-            text: td.innerText.trim(),
+        return [...document.querySelectorAll('#deviation-table td.deviation-cell')].map(td => ({
+            id: td.id, meter: td.dataset.meter, day: td.dataset.day,
             background: getComputedStyle(td).backgroundColor,
         }));
         """
     )
-    shown = {c["text"] for c in cells if c["column"] == "meter"}
-    assert shown and shown <= stored, f"table shows {shown}, store has {stored}"
-    assert len(shown) >= 8
-    day_cells = [c for c in cells if c["column"].startswith("d2")]
-    assert len(day_cells) >= 14 * len(shown)
-    colours = {_rgb(c["background"])[:3] for c in day_cells}
-    assert (255, 255, 255) not in colours
+    assert {c["meter"] for c in cells} == shown
+    assert len(cells) >= 14 * len(shown)
+    assert all(c["id"] == f"deviation-cell-{c['meter']}-{c['day'].replace('-', '')}" for c in cells)
+    colours = {_rgb(c["background"])[:3] for c in cells}
+    assert (255, 255, 255) not in colours and all(_rgb(c["background"])[3] == 1.0 for c in cells)
     assert len(colours) >= 4, colours
     greens = [rgb for rgb in colours if rgb[1] > rgb[0] + 40 and rgb[1] > rgb[2] + 40]
     reds = [rgb for rgb in colours if rgb[0] > rgb[1] + 80 and rgb[0] > rgb[2] + 80]
     assert greens and reds, colours
     browser.save_screenshot(str(screenshot_dir / "deviation.png"))
 
-    # Hover a red cell: the tooltip gives the actual, expected and deviation volumes.
-    red_cell = next(c for c in day_cells if _rgb(c["background"])[:3] in reds)
-    td = browser.find_element(
-        By.CSS_SELECTOR,
-        f'#deviation-table td[data-dash-column="{red_cell["column"]}"][data-dash-row="{red_cell["row"]}"]',
-    )
+    # Hover a red cell: its tooltip gives the actual, expected and deviation volumes.
+    red_cell = next(c for c in cells if _rgb(c["background"])[:3] in reds)
+    td = browser.find_element(By.ID, red_cell["id"])
+    tip = td.find_element(By.CSS_SELECTOR, ".deviation-tip")
+    assert not tip.is_displayed()
     browser.execute_script("arguments[0].scrollIntoView({block: 'center', inline: 'center'});", td)
     ActionChains(browser).move_to_element(td).perform()
-    tip = _wait(browser, EC.visibility_of_element_located((By.CSS_SELECTOR, "#deviation-table .dash-table-tooltip")))
-    _wait(browser, lambda d: "Expected" in tip.text)
-    assert "Actual:" in tip.text and "Expected:" in tip.text and "Deviation:" in tip.text, tip.text
-    assert "m³" in tip.text and "%" in tip.text
+    _wait(browser, lambda d: tip.is_displayed())
+    text = tip.text
+    assert red_cell["meter"] in text
+    assert "Actual:" in text and "Expected:" in text and "Deviation:" in text, text
+    assert "m³" in text and "%" in text
     browser.save_screenshot(str(screenshot_dir / "deviation-tooltip.png"))
 
     legend = browser.find_element(By.ID, "deviation-legend").text
