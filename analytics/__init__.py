@@ -15,7 +15,12 @@ from analytics._deviation import (
     deviation_colour,
     deviation_table,
 )
-from analytics._expected import EXPECTED_SCHEMA, expected_consumption, latest_backcast, latest_forecast
+from analytics._expected import (
+    EXPECTED_SCHEMA,
+    expected_consumption,
+    latest_backcast,
+    latest_forecast,
+)
 
 __all__ = [
     "AMBER",

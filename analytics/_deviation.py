@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 import polars as pl
@@ -144,7 +145,7 @@ def deviation_colour(deviation_pct: float | None) -> str:
     >>> deviation_colour(3.0), deviation_colour(-45.0), deviation_colour(None)
     ('#43a047', '#e53935', '#d5d8dc')
     """
-    if deviation_pct is None or deviation_pct != deviation_pct:  # NaN
+    if deviation_pct is None or math.isnan(deviation_pct):
         return GREY
     x = abs(deviation_pct)
     if x <= GREEN_PCT:
@@ -160,6 +161,4 @@ def deviation_colour(deviation_pct: float | None) -> str:
 def _mix(a: str, b: str, t: float) -> str:
     ra, ga, ba = (int(a[i : i + 2], 16) for i in (1, 3, 5))
     rb, gb, bb = (int(b[i : i + 2], 16) for i in (1, 3, 5))
-    return "#{:02x}{:02x}{:02x}".format(
-        round(ra + (rb - ra) * t), round(ga + (gb - ga) * t), round(ba + (bb - ba) * t)
-    )
+    return f"#{round(ra + (rb - ra) * t):02x}{round(ga + (gb - ga) * t):02x}{round(ba + (bb - ba) * t):02x}"

@@ -12,15 +12,14 @@ from warehouse import Store
 ExpectedFreq = Literal["hour", "day"]
 
 #: Columns (and dtypes) of the frame :func:`expected_consumption` returns.
-EXPECTED_SCHEMA = pl.Schema(
-    {
-        "meter_id": pl.String,
-        "ts": pl.Datetime("us", "UTC"),
-        "expected_m3": pl.Float64,
-        "expected_lo_80_m3": pl.Float64,
-        "expected_hi_80_m3": pl.Float64,
-    }
-)
+_EXPECTED_COLUMNS: dict[str, pl.DataType] = {
+    "meter_id": pl.String(),
+    "ts": pl.Datetime("us", "UTC"),
+    "expected_m3": pl.Float64(),
+    "expected_lo_80_m3": pl.Float64(),
+    "expected_hi_80_m3": pl.Float64(),
+}
+EXPECTED_SCHEMA = pl.Schema(_EXPECTED_COLUMNS)
 
 
 def expected_consumption(
@@ -81,7 +80,15 @@ def expected_consumption(
         start=start,
         end=end,
         where=where,
-        columns=["meter_id", "ts", "model", "cutoff", "volume_m3", "volume_m3_lo_80", "volume_m3_hi_80"],
+        columns=[
+            "meter_id",
+            "ts",
+            "model",
+            "cutoff",
+            "volume_m3",
+            "volume_m3_lo_80",
+            "volume_m3_hi_80",
+        ],
     )
     return latest_backcast(rows, freq=freq)
 

@@ -71,11 +71,15 @@ body { margin:0; background:var(--bg); color:var(--ink);
 .deviation-cell:hover .deviation-tip { display:block; }
 """
 
-_INDEX = """<!DOCTYPE html>
+_INDEX = (
+    """<!DOCTYPE html>
 <html lang="en">
-<head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>""" + _CSS + """</style></head>
+<head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>"""
+    + _CSS
+    + """</style></head>
 <body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body>
 </html>"""
+)
 
 
 def create_app(store: Store) -> dash.Dash:
@@ -103,7 +107,7 @@ def create_app(store: Store) -> dash.Dash:
         pages_folder=str(_PAGES),
         title="askug",
         suppress_callback_exceptions=True,
-        update_title=None,
+        update_title="",
     )
     app.index_string = _INDEX
     data.bind(app.server, store)
@@ -113,7 +117,9 @@ def create_app(store: Store) -> dash.Dash:
                 [
                     html.Span(["askug", html.Small("gas metering")], className="app-brand"),
                     dcc.Link("Deviations", href="/", className="app-link", id="app-nav-deviation"),
-                    dcc.Link("Forecast", href="/forecast", className="app-link", id="app-nav-forecast"),
+                    dcc.Link(
+                        "Forecast", href="/forecast", className="app-link", id="app-nav-forecast"
+                    ),
                 ],
                 className="app-nav",
             ),
@@ -122,7 +128,6 @@ def create_app(store: Store) -> dash.Dash:
             html.Main(dash.page_container, className="app-main"),
         ]
     )
-
 
     @app.callback(Output("app-nav-forecast", "href"), Input("app-store", "data"))
     def forecast_link(stored: dict[str, Any] | None) -> str:

@@ -113,7 +113,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with step("simulate") as progress:
         summary = simulate(config, out, progress=progress)
-    done(f"{summary.meters} metering points, {summary.readings:,} readings, {summary.labels} fault labels → {out}")
+    done(f"{summary.meters} metering points, {summary.readings:,} readings, {summary.fault_labels} fault labels → {out}")
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> None:
@@ -216,11 +216,8 @@ def _parse_date(text: str, option: str) -> dt.date:
 
 
 def _summary_line(summary: Any) -> str:
-    stored = getattr(summary, "stored", None)
-    if isinstance(stored, dict):
-        parts = ", ".join(f"{v:,} {k}" for k, v in stored.items() if v)
-        return f"stored {parts}"
-    return str(summary)
+    parts = ", ".join(f"{v:,} {k}" for k, v in summary.rows.items() if v)
+    return f"stored {parts or 'nothing new'}; skipped {summary.duplicates_skipped:,} duplicates; {summary.seconds:.1f} s"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -180,14 +180,16 @@ class DashboardData:
                 end = _utc(last + dt.timedelta(days=1)) if last else None
                 start = (end or _utc(dt.date.today())) - dt.timedelta(days=history_days)
             history = load_consumption(self.store, meter_ids=[meter_id], start=start, end=end)
-            temperature = load_meter_temperature(self.store, meter_ids=[meter_id], start=start, end=end)
+            temperature = load_meter_temperature(
+                self.store, meter_ids=[meter_id], start=start, end=end
+            )
             return ForecastData(
                 meter=directory.row(0, named=True),
                 history=history.select("ts", "volume_m3"),
                 forecast=run.select("ts", "volume_m3", "volume_m3_lo_80", "volume_m3_hi_80"),
                 temperature=temperature.select("ts", "temperature_c"),
                 cutoff=cutoff,
-                model=model,
+                model=str(model) if model is not None else None,
             )
 
         return self._cached(("forecast", meter_id, history_days), compute)
@@ -216,9 +218,16 @@ def _utc(day: dt.date) -> dt.datetime:
 
 def _empty_consumption() -> pl.DataFrame:
     return pl.DataFrame(
-        schema={"meter_id": pl.String, "ts": pl.Datetime("us", "UTC"), "volume_m3": pl.Float64, "quality": pl.String}
+        schema={
+            "meter_id": pl.String,
+            "ts": pl.Datetime("us", "UTC"),
+            "volume_m3": pl.Float64,
+            "quality": pl.String,
+        }
     )
 
 
 def _empty_expected() -> pl.DataFrame:
-    return pl.DataFrame(schema={"meter_id": pl.String, "ts": pl.Datetime("us", "UTC"), "expected_m3": pl.Float64})
+    return pl.DataFrame(
+        schema={"meter_id": pl.String, "ts": pl.Datetime("us", "UTC"), "expected_m3": pl.Float64}
+    )

@@ -6,7 +6,7 @@ Nothing here reads a store; every function can be called in a notebook or a unit
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import plotly.graph_objects as go
 import polars as pl
@@ -80,11 +80,16 @@ def _cell(row: dict[str, Any] | None, meter_id: str, day: dt.date, *, tip_left: 
         id=f"deviation-cell-{meter_id}-{day_key(day)}",
         className="deviation-cell",
         style={"backgroundColor": colour, "color": text_colour(colour)},
-        **{"data-meter": meter_id, "data-day": day.isoformat()},
+        **cast(dict[str, Any], {"data-meter": meter_id, "data-day": day.isoformat()}),
     )
 
 
-def deviation_grid(table: pl.DataFrame, *, days: list[dt.date] | None = None) -> html.Table:
+def deviation_grid(
+    table: pl.DataFrame,
+    *,
+    days: list[dt.date] | None = None,
+    company_names: dict[str, str] | None = None,
+) -> html.Table:
     """Render a deviation table as metering points (grouped by branch) × days.
 
     Parameters
@@ -94,6 +99,8 @@ def deviation_grid(table: pl.DataFrame, *, days: list[dt.date] | None = None) ->
     days
         The day columns to show (default: every day in ``table``); a day without a row
         for a meter gives a grey cell.
+    company_names
+        ``company_id`` → name, shown in the branch header rows (default: the id).
 
     Returns
     -------
@@ -107,7 +114,9 @@ def deviation_grid(table: pl.DataFrame, *, days: list[dt.date] | None = None) ->
     """
     if days is None:
         days = sorted(set(table.get_column("day").drop_nulls().to_list()))
-    cells = {(r["meter_id"], r["day"]): r for r in table.iter_rows(named=True) if r["day"] is not None}
+    cells = {
+        (r["meter_id"], r["day"]): r for r in table.iter_rows(named=True) if r["day"] is not None
+    }
     months: list[tuple[str, int]] = []
     for day in days:
         label = f"{day:%B %Y}"
@@ -119,8 +128,11 @@ def deviation_grid(table: pl.DataFrame, *, days: list[dt.date] | None = None) ->
     head = html.Thead(
         [
             html.Tr(
-                [html.Th("Metering point", rowSpan=2, className="deviation-meter-head"),
-                 html.Th("Name", rowSpan=2), html.Th("Category", rowSpan=2)]
+                [
+                    html.Th("Metering point", rowSpan=2, className="deviation-meter-head"),
+                    html.Th("Name", rowSpan=2),
+                    html.Th("Category", rowSpan=2),
+                ]
                 + [html.Th(label, colSpan=n, className="deviation-month") for label, n in months]
             ),
             html.Tr(
@@ -150,25 +162,42 @@ def deviation_grid(table: pl.DataFrame, *, days: list[dt.date] | None = None) ->
             body.append(
                 html.Tr(
                     html.Th(
-                        [html.Span(label, className="branch-name"),
-                         html.Span(f"{meter['company_id'] or ''} · {count} metering points", className="branch-meta")],
+                        [
+                            html.Span(label, className="branch-name"),
+                            html.Span(
+                                f"{(company_names or {}).get(meter['company_id'], meter['company_id'] or '')}"
+                                f" · {count} metering point{'s' if count != 1 else ''}",
+                                className="branch-meta",
+                            ),
+                        ],
                         colSpan=ncols,
                     ),
                     className="deviation-branch-row",
-                    **{"data-branch": meter["branch_id"] or ""},
+                    **cast(dict[str, Any], {"data-branch": meter["branch_id"] or ""}),
                 )
             )
         mid = meter["meter_id"]
         body.append(
             html.Tr(
                 [
-                    html.Td(dcc.Link(mid, href=f"/forecast?meter={mid}", className="meter-link"),
-                            className="deviation-meter"),
-                    html.Td(meter["meter_name"] or "", className="deviation-name", title=meter["meter_name"] or ""),
+                    html.Td(
+                        dcc.Link(mid, href=f"/forecast?meter={mid}", className="meter-link"),
+                        className="deviation-meter",
+                    ),
+                    html.Td(
+                        meter["meter_name"] or "",
+                        className="deviation-name",
+                        title=meter["meter_name"] or "",
+                    ),
                     html.Td(meter["category"] or "", className="deviation-category"),
                 ]
                 + [
-                    _cell(cells.get((mid, d)), mid, d, tip_left=i >= len(days) - _TIP_LEFT_LAST_COLUMNS)
+                    _cell(
+                        cells.get((mid, d)),
+                        mid,
+                        d,
+                        tip_left=i >= len(days) - _TIP_LEFT_LAST_COLUMNS,
+                    )
                     for i, d in enumerate(days)
                 ],
                 id=f"deviation-row-{mid}",
@@ -191,7 +220,9 @@ def legend_steps() -> list[tuple[str, str]]:
 
 def _local(frame: pl.DataFrame, time_zone: str) -> pl.DataFrame:
     # Plotly draws naive datetimes as they are: convert UTC to the local wall clock.
-    return frame.with_columns(pl.col("ts").dt.convert_time_zone(time_zone).dt.replace_time_zone(None))
+    return frame.with_columns(
+        pl.col("ts").dt.convert_time_zone(time_zone).dt.replace_time_zone(None)
+    )
 
 
 def forecast_figure(
@@ -233,72 +264,122 @@ def forecast_figure(
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
-            x=fc["ts"], y=fc["volume_m3_lo_80"], name=TRACE_BAND_LO, mode="lines",
-            line={"width": 0, "color": BAND_COLOUR}, showlegend=False, hoverinfo="skip",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=fc["ts"], y=fc["volume_m3_hi_80"], name=TRACE_BAND_HI, mode="lines",
-            line={"width": 0, "color": BAND_COLOUR}, fill="tonexty", fillcolor=BAND_COLOUR,
+            x=fc["ts"],
+            y=fc["volume_m3_lo_80"],
+            name=TRACE_BAND_LO,
+            mode="lines",
+            line={"width": 0, "color": BAND_COLOUR},
+            showlegend=False,
             hoverinfo="skip",
         )
     )
     fig.add_trace(
         go.Scatter(
-            x=hist["ts"], y=hist["volume_m3"], name=TRACE_ACTUAL, mode="lines",
+            x=fc["ts"],
+            y=fc["volume_m3_hi_80"],
+            name=TRACE_BAND_HI,
+            mode="lines",
+            line={"width": 0, "color": BAND_COLOUR},
+            fill="tonexty",
+            fillcolor=BAND_COLOUR,
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=hist["ts"],
+            y=hist["volume_m3"],
+            name=TRACE_ACTUAL,
+            mode="lines",
             line={"color": ACTUAL_COLOUR, "width": 1.6},
             hovertemplate="%{y:.2f} m³/h<extra>actual</extra>",
         )
     )
     if cutoff is not None:
-        cut_local = _local(pl.DataFrame({"ts": [cutoff]}, schema={"ts": pl.Datetime("us", "UTC")}), time_zone)["ts"][0]
+        cut_local = _local(
+            pl.DataFrame({"ts": [cutoff]}, schema={"ts": pl.Datetime("us", "UTC")}), time_zone
+        )["ts"][0]
         back = fc.filter(pl.col("ts") < cut_local)
         ahead = fc.filter(pl.col("ts") >= cut_local)
     else:
         cut_local, back, ahead = None, fc, fc.clear()
     fig.add_trace(
         go.Scatter(
-            x=back["ts"], y=back["volume_m3"], name=TRACE_BACKCAST, mode="lines",
+            x=back["ts"],
+            y=back["volume_m3"],
+            name=TRACE_BACKCAST,
+            mode="lines",
             line={"color": EXPECTED_COLOUR, "width": 1.6, "dash": "dot"},
             hovertemplate="%{y:.2f} m³/h<extra>expected</extra>",
         )
     )
     fig.add_trace(
         go.Scatter(
-            x=ahead["ts"], y=ahead["volume_m3"], name=TRACE_FORECAST, mode="lines",
+            x=ahead["ts"],
+            y=ahead["volume_m3"],
+            name=TRACE_FORECAST,
+            mode="lines",
             line={"color": FORECAST_COLOUR, "width": 2.2},
             hovertemplate="%{y:.2f} m³/h<extra>forecast</extra>",
         )
     )
     fig.add_trace(
         go.Scatter(
-            x=temp["ts"], y=temp["temperature_c"], name=TRACE_TEMPERATURE, mode="lines",
-            line={"color": TEMPERATURE_COLOUR, "width": 1.2, "dash": "dash"}, yaxis="y2",
-            opacity=0.8, hovertemplate="%{y:.1f} °C<extra>temperature</extra>",
+            x=temp["ts"],
+            y=temp["temperature_c"],
+            name=TRACE_TEMPERATURE,
+            mode="lines",
+            line={"color": TEMPERATURE_COLOUR, "width": 1.2, "dash": "dash"},
+            yaxis="y2",
+            opacity=0.8,
+            hovertemplate="%{y:.1f} °C<extra>temperature</extra>",
         )
     )
     if cut_local is not None:
         fig.add_shape(
-            type="line", xref="x", yref="paper", x0=cut_local, x1=cut_local, y0=0, y1=1,
+            type="line",
+            xref="x",
+            yref="paper",
+            x0=cut_local,
+            x1=cut_local,
+            y0=0,
+            y1=1,
             line={"color": "#6b7785", "width": 1.5, "dash": "dash"},
         )
         fig.add_annotation(
-            x=cut_local, y=1, xref="x", yref="paper", text="cutoff", showarrow=False,
-            xanchor="left", yanchor="bottom", font={"color": "#6b7785", "size": 11},
+            x=cut_local,
+            y=1,
+            xref="x",
+            yref="paper",
+            text="cutoff",
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font={"color": "#6b7785", "size": 11},
         )
     fig.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"},
         template="plotly_white",
         hovermode="x unified",
         margin={"l": 60, "r": 60, "t": 70, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1, "traceorder": "normal"},
+        legend={
+            "orientation": "h",
+            "yanchor": "bottom",
+            "y": 1.02,
+            "xanchor": "right",
+            "x": 1,
+            "traceorder": "normal",
+        },
         xaxis={"title": {"text": f"Local time ({time_zone})"}},
         yaxis={"title": {"text": "Consumption, m³/h"}, "rangemode": "tozero"},
         yaxis2={
             "title": {"text": "Outdoor temperature, °C", "font": {"color": TEMPERATURE_COLOUR}},
-            "overlaying": "y", "side": "right", "showgrid": False,
-            "tickfont": {"color": TEMPERATURE_COLOUR}, "tickmode": "auto", "tickformat": ".0f",
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "tickfont": {"color": TEMPERATURE_COLOUR},
+            "tickmode": "auto",
+            "tickformat": ".0f",
         },
     )
     return fig
@@ -307,6 +388,8 @@ def forecast_figure(
 def message_figure(text: str) -> go.Figure:
     """An empty figure carrying one centred message (no data, unknown meter…)."""
     fig = go.Figure()
-    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 15})
+    fig.add_annotation(
+        text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 15}
+    )
     fig.update_layout(template="plotly_white", xaxis={"visible": False}, yaxis={"visible": False})
     return fig

@@ -31,7 +31,7 @@ HOUR = dt.timedelta(hours=1)
 #: outdoor air temperature in °C at each metering point, one row per UTC hour start.
 METER_TEMPERATURE = TableSpec(
     "meter_temperature",
-    pl.Schema({"meter_id": pl.String, "ts": UTC_TS, "temperature_c": pl.Float64}),
+    pl.Schema([("meter_id", pl.String), ("ts", UTC_TS), ("temperature_c", pl.Float64)]),
     ("meter_id", "ts"),
     doc="Hourly outdoor temperature at a metering point (°C, UTC hour start).",
 )
@@ -68,6 +68,11 @@ class Forecaster(abc.ABC):
 
     alias: ClassVar[str]
 
+    # Learned state, set by fit (declared for type checkers; absent before fit).
+    cutoff_: dt.datetime
+    meters_: tuple[str, ...]
+    skipped_: dict[str, str]
+
     # --- scikit-learn-style parameter protocol ---------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -83,7 +88,8 @@ class Forecaster(abc.ABC):
         changed = [
             f"{k}={v!r}"
             for k, v in self.get_params().items()
-            if sig.parameters[k].default is inspect.Parameter.empty or sig.parameters[k].default != v
+            if sig.parameters[k].default is inspect.Parameter.empty
+            or sig.parameters[k].default != v
         ]
         return f"{type(self).__name__}({', '.join(changed)})"
 
@@ -128,6 +134,9 @@ class Forecaster(abc.ABC):
         InsufficientHistoryError
             No metering point has enough usable history.
         """
+        # A failed refit must not leave the previous fit's state behind.
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
         self._validate_params()
         consumption = _check_frame(consumption, CONSUMPTION, "consumption")
         temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature")
@@ -142,7 +151,7 @@ class Forecaster(abc.ABC):
             cutoff = last + HOUR
         cutoff = _check_instant(cutoff, "cutoff")
         self.cutoff_ = cutoff
-        self.skipped_: dict[str, str] = {}
+        self.skipped_ = {}
         self._fit(
             consumption.filter(pl.col("ts") < cutoff),
             temperature.filter(pl.col("ts") < cutoff),
@@ -207,15 +216,19 @@ class Forecaster(abc.ABC):
         clip = pl.col("volume_m3").clip(lower_bound=0.0)
         out = out.with_columns(
             clip.alias("volume_m3"),
-            pl.min_horizontal(pl.col("volume_m3_lo_80").clip(lower_bound=0.0), clip).alias("volume_m3_lo_80"),
-            pl.max_horizontal(pl.col("volume_m3_hi_80").clip(lower_bound=0.0), clip).alias("volume_m3_hi_80"),
+            pl.min_horizontal(pl.col("volume_m3_lo_80").clip(lower_bound=0.0), clip).alias(
+                "volume_m3_lo_80"
+            ),
+            pl.max_horizontal(pl.col("volume_m3_hi_80").clip(lower_bound=0.0), clip).alias(
+                "volume_m3_hi_80"
+            ),
             pl.lit(self.alias).alias("model"),
             pl.lit(self.cutoff_, dtype=UTC_TS).alias("cutoff"),
         )
         return validate_frame(out, FORECASTS).sort("meter_id", "ts")
 
     # --- hooks ----------------------------------------------------------------------------
-    def _validate_params(self) -> None:  # noqa: B027 - optional hook
+    def _validate_params(self) -> None:
         """Raise :class:`InvalidParameterError` for impossible hyper-parameters."""
 
     @abc.abstractmethod
@@ -235,8 +248,7 @@ class Forecaster(abc.ABC):
             )
 
     def _check_known_meters(self, meter_ids: pl.Series) -> None:
-        fitted = pl.Series(self.meters_, dtype=pl.String)
-        unknown = meter_ids.filter(~meter_ids.is_in(fitted)).sort().to_list()
+        unknown = meter_ids.filter(~meter_ids.is_in(list(self.meters_))).sort().to_list()
         if not unknown:
             return
         skipped = [m for m in unknown if m in self.skipped_]
@@ -264,12 +276,16 @@ def _check_frame(frame: pl.DataFrame, contract: TableSpec, what: str) -> pl.Data
             f"{what}: expected a polars.DataFrame with columns {list(contract.schema)}, "
             f"got {type(frame).__name__}; convert it with polars.from_pandas(...) or pl.DataFrame(...)"
         )
+    absent = [c for c in contract.schema if c not in frame.columns]
+    if absent:
+        raise InvalidInputError(
+            f"{what}: expected columns {list(contract.schema)}, but {absent} are missing "
+            f"(got {frame.columns}); rename or add them"
+        )
     try:
         out = validate_frame(frame, contract)
     except ContractError as exc:
-        raise InvalidInputError(
-            f"{what}: expected columns {dict(contract.schema)}; {exc}"
-        ) from exc
+        raise InvalidInputError(f"{what}: expected columns {dict(contract.schema)}; {exc}") from exc
     off_hour = out.filter(pl.col("ts") != pl.col("ts").dt.truncate("1h"))
     if off_hour.height:
         sample = off_hour.get_column("ts").head(3).to_list()
@@ -309,17 +325,21 @@ def encode(frame: pl.DataFrame, meters: list[str]) -> tuple[np.ndarray, np.ndarr
         pl.col("meter_id").cast(pl.Enum(meters)).to_physical().cast(pl.Int64).alias("code"),
         (pl.col("ts").dt.epoch("s") // 3600).alias("hour"),
     )
-    return enc.get_column("code").to_numpy(), enc.get_column("hour").to_numpy()
+    code: np.ndarray = enc.get_column("code").to_numpy()
+    hour: np.ndarray = enc.get_column("hour").to_numpy()
+    return code, hour
 
 
 def row_keys(code: np.ndarray, hour: np.ndarray) -> np.ndarray:
     """One sortable int64 per (meter code, hour): meter-major, then time."""
-    return code * (1 << 34) + (hour + (1 << 33))
+    return np.asarray(code * (1 << 34) + (hour + (1 << 33)), dtype=np.int64)
 
 
 def _check_instant(value: dt.datetime, what: str) -> dt.datetime:
     if not isinstance(value, dt.datetime):
-        raise InvalidInputError(f"{what}: expected a datetime.datetime in UTC, got {type(value).__name__}")
+        raise InvalidInputError(
+            f"{what}: expected a datetime.datetime in UTC, got {type(value).__name__}"
+        )
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInputError(
             f"{what}: expected a time-zone aware UTC datetime, got the naive {value!r}; "
@@ -331,12 +351,16 @@ def _check_instant(value: dt.datetime, what: str) -> dt.datetime:
     return value
 
 
-def _complete_horizon(temperature: pl.DataFrame, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+def _complete_horizon(
+    temperature: pl.DataFrame, start: dt.datetime, end: dt.datetime
+) -> pl.DataFrame:
     """Restrict to ``[start, end)`` and insert null rows for absent hours of each meter."""
     if end <= start:
         raise InvalidInputError(f"predict: expected start < end, got start={start}, end={end}")
     meters = temperature.select("meter_id").unique()
-    hours = pl.DataFrame({"ts": pl.datetime_range(start, end, "1h", closed="left", time_zone="UTC", eager=True)})
+    hours = pl.DataFrame(
+        {"ts": pl.datetime_range(start, end, "1h", closed="left", time_zone="UTC", eager=True)}
+    )
     grid = meters.join(hours.with_columns(pl.col("ts").dt.cast_time_unit("us")), how="cross")
     return grid.join(temperature, on=["meter_id", "ts"], how="left")
 
@@ -366,7 +390,9 @@ def describe_hours(hours: Iterable[dt.datetime], *, limit: int = 3) -> str:
             ranges.append((h, h))
     fmt = "%Y-%m-%d %H:%M"
     parts = [
-        f"{a.strftime(fmt)}Z" if a == b else f"{a.strftime(fmt)}Z..{b.strftime(fmt)}Z ({(b - a) // HOUR + 1} h)"
+        f"{a.strftime(fmt)}Z"
+        if a == b
+        else f"{a.strftime(fmt)}Z..{b.strftime(fmt)}Z ({(b - a) // HOUR + 1} h)"
         for a, b in ranges[:limit]
     ]
     if len(ranges) > limit:

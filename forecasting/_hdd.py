@@ -111,7 +111,10 @@ class HeatingDegreeRegression(Forecaster):
     def _validate_params(self) -> None:
         b = self.base_temperature_c
         if b is not None and (
-            isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) or not -30 <= b <= 35
+            isinstance(b, bool)
+            or not isinstance(b, int | float)
+            or not math.isfinite(b)
+            or not -30 <= b <= 35
         ):
             raise InvalidParameterError(
                 f"base_temperature_c: expected None (learn it) or a temperature in °C "
@@ -120,7 +123,9 @@ class HeatingDegreeRegression(Forecaster):
         for name, low in (("smoothing_hours", 1), ("min_history_hours", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise InvalidParameterError(f"{name}: expected an integer >= {low} (hours), got {v!r}")
+                raise InvalidParameterError(
+                    f"{name}: expected an integer >= {low} (hours), got {v!r}"
+                )
         iv = self.interval
         if isinstance(iv, bool) or not isinstance(iv, int | float) or not 0 < iv < 1:
             raise InvalidParameterError(
@@ -144,24 +149,42 @@ class HeatingDegreeRegression(Forecaster):
             return np.zeros(0, dtype=np.int64)
         lo, hi = int(hour.min()), int(hour.max())
         span = pl.Series("ts", np.arange(lo, hi + 1, dtype=np.int64) * 3_600_000_000)
-        local = span.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").dt.convert_time_zone(self.time_zone)
-        table = (local.dt.hour().cast(pl.Int64) + 24 * (local.dt.weekday() >= 6).cast(pl.Int64)).to_numpy()
+        local = (
+            span.cast(pl.Datetime("us"))
+            .dt.replace_time_zone("UTC")
+            .dt.convert_time_zone(self.time_zone)
+        )
+        table = (
+            local.dt.hour().cast(pl.Int64) + 24 * (local.dt.weekday() >= 6).cast(pl.Int64)
+        ).to_numpy()
         return np.asarray(table[hour - lo], dtype=np.int64)
 
     # --- fit ----------------------------------------------------------------------------
     def _fit(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> None:
-        temperature = temperature.filter(pl.col("temperature_c").is_not_null() & pl.col("temperature_c").is_not_nan())
+        temperature = temperature.filter(
+            pl.col("temperature_c").is_not_null() & pl.col("temperature_c").is_not_nan()
+        )
         tail_from = self.cutoff_ - (self.smoothing_hours - 1) * HOUR
         self.temperature_tail_ = temperature.filter(pl.col("ts") >= tail_from)
         in_consumption = consumption.get_column("meter_id").unique()
-        names = pl.concat([in_consumption, temperature.get_column("meter_id").unique()]).unique().sort().to_list()
+        names = (
+            pl.concat([in_consumption, temperature.get_column("meter_id").unique()])
+            .unique()
+            .sort()
+            .to_list()
+        )
 
         # Smoothed temperature of every (meter, hour), aligned to the usable consumption rows.
         t_code, t_hour = encode(temperature, names)
-        t_key, t_smooth = _smooth(row_keys(t_code, t_hour), temperature.get_column("temperature_c").to_numpy(),
-                                  self.smoothing_hours)
+        t_key, t_smooth = _smooth(
+            row_keys(t_code, t_hour),
+            temperature.get_column("temperature_c").to_numpy(),
+            self.smoothing_hours,
+        )
         usable = consumption.filter(
-            pl.col("volume_m3").is_not_null() & pl.col("volume_m3").is_not_nan() & (pl.col("quality") == "valid")
+            pl.col("volume_m3").is_not_null()
+            & pl.col("volume_m3").is_not_nan()
+            & (pl.col("quality") == "valid")
         )
         c_code, c_hour = encode(usable, names)
         y = usable.get_column("volume_m3").to_numpy()
@@ -275,7 +298,10 @@ class HeatingDegreeRegression(Forecaster):
         tail_code, tail_hour = encode(tail, names)
         keys = np.concatenate([row_keys(code, hour), row_keys(tail_code, tail_hour)])
         values = np.concatenate(
-            [temperature.get_column("temperature_c").to_numpy(), tail.get_column("temperature_c").to_numpy()]
+            [
+                temperature.get_column("temperature_c").to_numpy(),
+                tail.get_column("temperature_c").to_numpy(),
+            ]
         )
         order = np.argsort(keys, kind="stable")
         first = np.ones(order.size, dtype=bool)
@@ -291,12 +317,18 @@ class HeatingDegreeRegression(Forecaster):
         slope = coef.get_column("slope_m3_per_k").to_numpy()[code]
         scale = coef.get_column("scale_m3").to_numpy()[code]
         profile = self.profile_.get_column("volume_m3").to_numpy().reshape(len(names), N_GROUPS)
-        expected = np.maximum(profile[code, self._groups(hour)] + slope * np.maximum(0.0, base - t_smooth), 0.0)
+        expected = np.maximum(
+            profile[code, self._groups(hour)] + slope * np.maximum(0.0, base - t_smooth), 0.0
+        )
         spread = expected + scale
         return temperature.with_columns(
             pl.Series("volume_m3", expected),
-            pl.Series("volume_m3_lo_80", expected + coef.get_column("q_lo").to_numpy()[code] * spread),
-            pl.Series("volume_m3_hi_80", expected + coef.get_column("q_hi").to_numpy()[code] * spread),
+            pl.Series(
+                "volume_m3_lo_80", expected + coef.get_column("q_lo").to_numpy()[code] * spread
+            ),
+            pl.Series(
+                "volume_m3_hi_80", expected + coef.get_column("q_hi").to_numpy()[code] * spread
+            ),
         )
 
 
@@ -364,7 +396,9 @@ def _solve(stats: dict[str, np.ndarray], n_meters: int) -> tuple[np.ndarray, np.
     return slope, profile
 
 
-def _grid_search_base(m: np.ndarray, g: np.ndarray, y: np.ndarray, ts: np.ndarray, n_meters: int) -> np.ndarray:
+def _grid_search_base(
+    m: np.ndarray, g: np.ndarray, y: np.ndarray, ts: np.ndarray, n_meters: int
+) -> np.ndarray:
     """Balance point per meter minimising the squared error over :data:`BASE_GRID_C`.
 
     A row adds to the heating term of candidate ``b`` only when ``ts < b``, and then
@@ -403,7 +437,9 @@ def _grid_search_base(m: np.ndarray, g: np.ndarray, y: np.ndarray, ts: np.ndarra
             "sy": sy,
         }
         denom, num = _within(stats, n_meters)
-        ok = (denom > 1e-9 * (1.0 + stats["sxx"].reshape(n_meters, N_GROUPS).sum(axis=1))) & (num > 0)
+        ok = (denom > 1e-9 * (1.0 + stats["sxx"].reshape(n_meters, N_GROUPS).sum(axis=1))) & (
+            num > 0
+        )
         gain = np.where(ok, num * num / np.where(ok, denom, 1.0), 0.0)
         sse[:, k] = syy_within - gain
     best = sse.min(axis=1, keepdims=True)

@@ -81,18 +81,26 @@ def run_forecasts(
     if backcast_days is not None and (
         isinstance(backcast_days, bool) or not isinstance(backcast_days, int) or backcast_days < 0
     ):
-        raise InvalidInputError(f"backcast_days: expected None or an integer >= 0, got {backcast_days!r}")
+        raise InvalidInputError(
+            f"backcast_days: expected None or an integer >= 0, got {backcast_days!r}"
+        )
     if isinstance(chunk_meters, bool) or not isinstance(chunk_meters, int) or chunk_meters < 1:
         raise InvalidInputError(f"chunk_meters: expected an integer >= 1, got {chunk_meters!r}")
     store.check_schema()
     template = model if model is not None else HeatingDegreeRegression()
     if meter_ids is None:
         points = store.read("metering_points", columns=["meter_id", "resource"])
-        meter_ids = points.filter(pl.col("resource") == "gas").get_column("meter_id").sort().to_list()
+        meter_ids = (
+            points.filter(pl.col("resource") == "gas").get_column("meter_id").sort().to_list()
+        )
     meters = sorted(set(meter_ids))
     if cutoff is None:
         # TODO(warehouse): a max(ts) query would avoid reading the ts column.
-        last = store.read("hourly_archive", columns=["ts"], where={"meter_id": meters}).get_column("ts").max()
+        last = (
+            store.read("hourly_archive", columns=["ts"], where={"meter_id": meters})
+            .get_column("ts")
+            .max()
+        )
         if last is None:
             raise InsufficientHistoryError(
                 "run_forecasts: expected hourly history in the hourly_archive table for "
@@ -116,7 +124,9 @@ def run_forecasts(
         try:
             estimator.fit(consumption, temperature, cutoff=cutoff)
         except InsufficientHistoryError as exc:
-            skipped.update(dict.fromkeys(consumption.get_column("meter_id").unique().to_list(), str(exc)))
+            skipped.update(
+                dict.fromkeys(consumption.get_column("meter_id").unique().to_list(), str(exc))
+            )
             if progress is not None:
                 progress(min(start + chunk_meters, len(meters)), len(meters))
             continue
@@ -131,7 +141,9 @@ def run_forecasts(
         backcast = estimator.predict(past.join(fitted, on="meter_id", how="semi"))
         # Every fitted meter needs every horizon hour: absent ones become nulls, which
         # predict reports by meter and hour.
-        hours = pl.datetime_range(cutoff, horizon_end, "1h", closed="left", time_zone="UTC", eager=True)
+        hours = pl.datetime_range(
+            cutoff, horizon_end, "1h", closed="left", time_zone="UTC", eager=True
+        )
         grid = fitted.join(pl.DataFrame({"ts": hours.dt.cast_time_unit("us")}), how="cross")
         future = grid.join(temperature, on=["meter_id", "ts"], how="left")
         forecast = estimator.predict(future, start=cutoff, end=horizon_end)
@@ -154,7 +166,7 @@ def run_forecasts(
             len(skipped),
             "; ".join(f"{m}: {r}" for m, r in list(skipped.items())[:3]),
         )
-    out = pl.concat(results) if results else empty_frame("forecasts")
+    out = pl.concat(results).sort("meter_id", "ts") if results else empty_frame("forecasts")
     logger.info(
         "run_forecasts: %d meter(s), cutoff %s, %d row(s) computed, %d newly stored",
         n_fitted,

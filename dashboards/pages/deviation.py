@@ -11,7 +11,9 @@ from dash import Input, Output, dcc, html
 from analytics import GREEN_PCT, RED_PCT
 from dashboards import data, figures
 
-dash.register_page(__name__, path="/", name="Deviations", title="askug · deviations")
+dash.register_page(  # type: ignore[no-untyped-call]
+    __name__, path="/", name="Deviations", title="askug · deviations"
+)
 
 DAY_CHOICES = (14, 21, 31)
 
@@ -80,7 +82,10 @@ def layout(**_query: str) -> html.Div:
                     dcc.Dropdown(
                         id="deviation-branch",
                         options=[
-                            {"label": f"{r['branch_name']} ({r['company_name']})", "value": r["branch_id"]}
+                            {
+                                "label": f"{r['branch_name']} ({r['company_name']})",
+                                "value": r["branch_id"],
+                            }
                             for r in branches.iter_rows(named=True)
                         ],
                         multi=True,
@@ -112,8 +117,13 @@ def layout(**_query: str) -> html.Div:
             html.Div(
                 [
                     legend(),
-                    html.Div(id="deviation-summary", className="muted", style={"margin": "10px 0 8px"}),
-                    dcc.Loading(html.Div(id="deviation-table-container", className="deviation-scroll"), type="dot"),
+                    html.Div(
+                        id="deviation-summary", className="muted", style={"margin": "10px 0 8px"}
+                    ),
+                    dcc.Loading(
+                        html.Div(id="deviation-table-container", className="deviation-scroll"),
+                        type="dot",
+                    ),
                 ],
                 className="card",
             ),
@@ -122,7 +132,11 @@ def layout(**_query: str) -> html.Div:
 
 
 def table_view(
-    frame: pl.DataFrame, *, branch_ids: list[str] | None, categories: list[str] | None
+    frame: pl.DataFrame,
+    *,
+    branch_ids: list[str] | None,
+    categories: list[str] | None,
+    company_names: dict[str, str] | None = None,
 ) -> tuple[html.Table, str]:
     """Filter the deviation frame; return the rendered table and a one-line summary."""
     days = sorted(set(frame.get_column("day").drop_nulls().to_list()))
@@ -130,7 +144,7 @@ def table_view(
         frame = frame.filter(pl.col("branch_id").is_in(branch_ids))
     if categories:
         frame = frame.filter(pl.col("category").is_in(categories))
-    table = figures.deviation_grid(frame, days=days)
+    table = figures.deviation_grid(frame, days=days, company_names=company_names)
     if days:
         meters = frame.get_column("meter_id").n_unique()
         red = frame.filter(pl.col("deviation_pct").abs() >= RED_PCT).height
@@ -154,5 +168,7 @@ def update_table(
     days: int, branch_ids: list[str] | None, categories: list[str] | None
 ) -> tuple[html.Table, str]:
     """Inputs → :meth:`DashboardData.deviations` → :func:`figures.deviation_grid`."""
-    frame = data.current().deviations(days=int(days or DAY_CHOICES[0]))
-    return table_view(frame, branch_ids=branch_ids, categories=categories)
+    src = data.current()
+    frame = src.deviations(days=int(days or DAY_CHOICES[0]))
+    names = dict(src.meters().select("company_id", "company_name").unique().iter_rows())
+    return table_view(frame, branch_ids=branch_ids, categories=categories, company_names=names)

@@ -10,7 +10,9 @@ from dash import Input, Output, dcc, html
 
 from dashboards import data, figures
 
-dash.register_page(__name__, path="/forecast", name="Forecast", title="askug · forecast")
+dash.register_page(  # type: ignore[no-untyped-call]
+    __name__, path="/forecast", name="Forecast", title="askug · forecast"
+)
 
 
 def layout(meter: str | None = None, **_query: str) -> html.Div:
@@ -60,7 +62,11 @@ def layout(meter: str | None = None, **_query: str) -> html.Div:
             ),
             html.Div(
                 dcc.Loading(
-                    dcc.Graph(id="forecast-graph", config={"displaylogo": False}, style={"height": "560px"}),
+                    dcc.Graph(
+                        id="forecast-graph",
+                        config={"displaylogo": False},
+                        style={"height": "560px"},
+                    ),
                     type="dot",
                 ),
                 className="card",
@@ -84,15 +90,21 @@ def update_graph(meter_id: str | None) -> tuple[go.Figure, str]:
     m = view.meter
     title = f"{m['meter_id']} · {m['name']}"
     if view.cutoff is None:
-        details = f"{m['branch_name']}, {m['category']}. No forecast stored for this metering point yet."
+        details = (
+            f"{m['branch_name']}, {m['category']}. No forecast stored for this metering point yet."
+        )
     else:
         details = (
             f"{m['branch_name']}, {m['category']} · model {view.model}, "
             f"cutoff {view.cutoff:%Y-%m-%d %H:%M} UTC · times in {m['time_zone']}"
         )
     fig = figures.forecast_figure(
-        view.history, view.forecast, view.temperature,
-        cutoff=view.cutoff, time_zone=m["time_zone"], title=title,
+        view.history,
+        view.forecast,
+        view.temperature,
+        cutoff=view.cutoff,
+        time_zone=m["time_zone"],
+        title=title,
     )
     return fig, details
 

@@ -7,12 +7,14 @@ writes a small synthetic enterprise today; swap its body for the demo pipeline's
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
-import shutil
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,8 +24,8 @@ from werkzeug.serving import make_server
 from dashboards.app import create_app
 from warehouse import open_store
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = os.environ.get("ASKUG_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("ASKUG_CHROMEDRIVER", "/usr/bin/chromedriver")
 INSTALL_HINT = "install them with: apt-get install chromium chromium-driver"
 
 #: Last history instant of the synthetic forecast run (UTC midnight).
@@ -56,7 +58,9 @@ BIASES = {
 GAPS = {"M000204": 10}  # one day with missing hours: grey
 
 
-def _temperature(ts: list[dt.datetime], station_shift: float, rng: np.random.Generator) -> np.ndarray:
+def _temperature(
+    ts: list[dt.datetime], station_shift: float, rng: np.random.Generator
+) -> np.ndarray:
     t0 = CUTOFF.timestamp()
     days = np.array([(x.timestamp() - t0) / 86400 for x in ts])
     local_hour = np.array([(x.hour + 3) % 24 for x in ts])  # Moscow is UTC+3
@@ -83,29 +87,58 @@ def build_synthetic_store(path: Path, *, seed: int = 20250120) -> Path:
     hours = [start + dt.timedelta(hours=h) for h in range((HISTORY_DAYS * 24) + HORIZON_HOURS)]
     with open_store(path=path) as store:
         store.migrate()
-        store.write("companies", pl.DataFrame(
-            {"company_id": ["C01"], "name": ["Gorgaz Yug"], "time_zone": ["Europe/Moscow"], "contract_hour": [10]}
-        ))
-        store.write("branches", pl.DataFrame({
-            "branch_id": ["B01", "B02"], "company_id": ["C01", "C01"],
-            "name": ["Central district", "Northern district"], "weather_station": ["WS01", "WS02"],
-        }))
-        store.write("metering_points", pl.DataFrame({
-            "meter_id": [m[0] for m in METERS],
-            "branch_id": [m[2] for m in METERS],
-            "name": [m[1] for m in METERS],
-            "resource": "gas",
-            "category": [m[3] for m in METERS],
-            "time_zone": "Europe/Moscow",
-            "contract_hour": 10,
-            "std_temperature_c": 20.0,
-            "std_pressure_kpa": 101.325,
-        }))
-        temps = {ws: _temperature(hours, shift, rng) for ws, shift in (("WS01", 0.0), ("WS02", -2.5))}
-        store.write("weather", pl.concat([
-            pl.DataFrame({"station_id": ws, "ts": hours, "temperature_c": t, "quality": "valid"})
-            for ws, t in temps.items()
-        ]))
+        store.write(
+            "companies",
+            pl.DataFrame(
+                {
+                    "company_id": ["C01"],
+                    "name": ["Gorgaz Yug"],
+                    "time_zone": ["Europe/Moscow"],
+                    "contract_hour": [10],
+                }
+            ),
+        )
+        store.write(
+            "branches",
+            pl.DataFrame(
+                {
+                    "branch_id": ["B01", "B02"],
+                    "company_id": ["C01", "C01"],
+                    "name": ["Central district", "Northern district"],
+                    "weather_station": ["WS01", "WS02"],
+                }
+            ),
+        )
+        store.write(
+            "metering_points",
+            pl.DataFrame(
+                {
+                    "meter_id": [m[0] for m in METERS],
+                    "branch_id": [m[2] for m in METERS],
+                    "name": [m[1] for m in METERS],
+                    "resource": "gas",
+                    "category": [m[3] for m in METERS],
+                    "time_zone": "Europe/Moscow",
+                    "contract_hour": 10,
+                    "std_temperature_c": 20.0,
+                    "std_pressure_kpa": 101.325,
+                }
+            ),
+        )
+        temps = {
+            ws: _temperature(hours, shift, rng) for ws, shift in (("WS01", 0.0), ("WS02", -2.5))
+        }
+        store.write(
+            "weather",
+            pl.concat(
+                [
+                    pl.DataFrame(
+                        {"station_id": ws, "ts": hours, "temperature_c": t, "quality": "valid"}
+                    )
+                    for ws, t in temps.items()
+                ]
+            ),
+        )
         hourly, forecasts = [], []
         for meter_id, _name, branch, category, base, slope in METERS:
             temp = temps["WS01" if branch == "B01" else "WS02"]
@@ -115,26 +148,36 @@ def build_synthetic_store(path: Path, *, seed: int = 20250120) -> Path:
             bias = np.array([BIASES.get(meter_id, {}).get(int(d), 0.0) for d in days_before])
             actual = expected * (1 + bias) * (1 + rng.normal(0, 0.03, len(hours)))
             past = before > 0
-            gap = (days_before == GAPS.get(meter_id, -1)) & np.isin(np.arange(len(hours)) % 24, [5, 6, 7])
-            hourly.append(pl.DataFrame({
-                "meter_id": meter_id,
-                "ts": [h for h, p in zip(hours, past, strict=True) if p],
-                "volume_m3": np.where(gap, np.nan, actual)[past],
-                "quality": np.where(gap, "missing", "valid")[past],
-                "source": "register",
-            }).with_columns(pl.col("volume_m3").fill_nan(None)))
+            gap = (days_before == GAPS.get(meter_id, -1)) & np.isin(
+                np.arange(len(hours)) % 24, [5, 6, 7]
+            )
+            hourly.append(
+                pl.DataFrame(
+                    {
+                        "meter_id": meter_id,
+                        "ts": [h for h, p in zip(hours, past, strict=True) if p],
+                        "volume_m3": np.where(gap, np.nan, actual)[past],
+                        "quality": np.where(gap, "missing", "valid")[past],
+                        "source": "register",
+                    }
+                ).with_columns(pl.col("volume_m3").fill_nan(None))
+            )
             in_run = before <= BACKCAST_DAYS * 86400
             spread = 0.08 * expected
-            forecasts.append(pl.DataFrame({
-                "meter_id": meter_id,
-                "ts": [h for h, r in zip(hours, in_run, strict=True) if r],
-                "model": "hdd_regression",
-                "cutoff": CUTOFF,
-                "volume_m3": expected[in_run],
-                "volume_m3_lo_80": (expected - 1.28 * spread)[in_run],
-                "volume_m3_hi_80": (expected + 1.28 * spread)[in_run],
-                "temperature_c": temp[in_run],
-            }))
+            forecasts.append(
+                pl.DataFrame(
+                    {
+                        "meter_id": meter_id,
+                        "ts": [h for h, r in zip(hours, in_run, strict=True) if r],
+                        "model": "hdd_regression",
+                        "cutoff": CUTOFF,
+                        "volume_m3": expected[in_run],
+                        "volume_m3_lo_80": (expected - 1.28 * spread)[in_run],
+                        "volume_m3_hi_80": (expected + 1.28 * spread)[in_run],
+                        "temperature_c": temp[in_run],
+                    }
+                )
+            )
         store.write("hourly_archive", pl.concat(hourly))
         store.write("forecasts", pl.concat(forecasts))
         store.refresh_rollups()
@@ -147,10 +190,10 @@ def dashboard_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_synthetic_store(tmp_path_factory.mktemp("store") / "askug.duckdb")
 
 
-@pytest.fixture(scope="session")
-def dashboard_url(dashboard_store_path: Path) -> Iterator[str]:
-    """``create_app`` on the store, served by werkzeug on a free loopback port."""
-    store = open_store(path=dashboard_store_path, read_only=True)
+@contextlib.contextmanager
+def serve(path: Path) -> Iterator[str]:
+    """Serve ``create_app`` on the DuckDB file at ``path`` (werkzeug, free loopback port)."""
+    store = open_store(path=path, read_only=True)
     server = make_server("127.0.0.1", 0, create_app(store).server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="dash-server", daemon=True)
     thread.start()
@@ -163,28 +206,56 @@ def dashboard_url(dashboard_store_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def dashboard_url(dashboard_store_path: Path) -> Iterator[str]:
+    """The app on the filled store."""
+    with serve(dashboard_store_path) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_dashboard_url(tmp_path: Path) -> Iterator[str]:
+    """The app on a migrated store with no data at all."""
+    path = tmp_path / "empty.duckdb"
+    with open_store(path=path) as store:
+        store.migrate()
+    with serve(path) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Headless Chromium through chromedriver; missing binaries fail loudly."""
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists() and not shutil.which(Path(p).name)]
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
     if missing:
         pytest.fail(f"browser tests need {', '.join(missing)}; {INSTALL_HINT}", pytrace=False)
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--window-size=1600,1000",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1600,1000",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     try:
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    except Exception as exc:  # selenium raises several types; all mean "no browser"
-        pytest.fail(f"cannot start headless Chromium ({exc.__class__.__name__}: {exc}); {INSTALL_HINT}", pytrace=False)
+    except (WebDriverException, OSError) as exc:
+        pytest.fail(
+            f"cannot start headless Chromium ({exc.__class__.__name__}: {exc}); {INSTALL_HINT}",
+            pytrace=False,
+        )
     driver.set_page_load_timeout(60)
     try:
         yield driver
@@ -195,4 +266,16 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the tests save screenshots (printed in the report for a human to look at)."""
-    return tmp_path_factory.mktemp("screenshots")
+    path = tmp_path_factory.mktemp("screenshots")
+    _SCREENSHOTS.append(path)
+    return path
+
+
+_SCREENSHOTS: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for path in _SCREENSHOTS:
+        shots = sorted(p.name for p in path.glob("*.png"))
+        if shots:
+            terminalreporter.write_line(f"dashboard screenshots in {path}: {', '.join(shots)}")

@@ -38,8 +38,14 @@ def test_deviation_table_colours_cells_of_the_stores_meters(
     with open_store(path=dashboard_store_path, read_only=True) as store:
         stored = set(load_meters(store).get_column("meter_id").to_list())
     browser.get(dashboard_url + "/")
-    _wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#deviation-table td.deviation-cell")))
-    shown = {e.text for e in browser.find_elements(By.CSS_SELECTOR, "#deviation-table td.deviation-meter")}
+    _wait(
+        browser,
+        EC.presence_of_element_located((By.CSS_SELECTOR, "#deviation-table td.deviation-cell")),
+    )
+    shown = {
+        e.text
+        for e in browser.find_elements(By.CSS_SELECTOR, "#deviation-table td.deviation-meter")
+    }
     assert shown and shown <= stored, f"table shows {shown}, store has {stored}"
     assert len(shown) >= 8
     branches = browser.find_elements(By.CSS_SELECTOR, "#deviation-table tr.deviation-branch-row")
@@ -87,8 +93,13 @@ def test_meter_link_opens_its_forecast(browser: Any, dashboard_url: str) -> None
     link = _wait(browser, EC.element_to_be_clickable((By.LINK_TEXT, "M000102")))
     link.click()
     _wait(browser, EC.url_contains("/forecast?meter=M000102"))
-    _wait(browser, lambda d: "M000102" in d.find_element(By.ID, "forecast-details").text
-          or "M000102" in d.find_element(By.ID, "forecast-meter-select").text)
+    _wait(
+        browser,
+        lambda d: (
+            "M000102" in d.find_element(By.ID, "forecast-details").text
+            or "M000102" in d.find_element(By.ID, "forecast-meter-select").text
+        ),
+    )
     assert _severe(browser) == []
 
 
@@ -96,7 +107,10 @@ def test_forecast_page_draws_history_forecast_and_interval(
     browser: Any, dashboard_url: str, screenshot_dir: Path
 ) -> None:
     browser.get(dashboard_url + "/forecast?meter=M000201")
-    _wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#forecast-graph .js-plotly-plot")))
+    _wait(
+        browser,
+        EC.presence_of_element_located((By.CSS_SELECTOR, "#forecast-graph .js-plotly-plot")),
+    )
     script = """
         const el = document.querySelector('#forecast-graph .js-plotly-plot');
         if (!el || !el.data || el.data.length < 2) return null;
@@ -110,13 +124,34 @@ def test_forecast_page_draws_history_forecast_and_interval(
     info = _wait(browser, lambda d: d.execute_script(script))
     traces = {t["name"]: t for t in info["traces"]}
     assert len(info["traces"]) >= 5
-    for name in ("Actual", "Expected (backcast)", "Forecast", "80 % interval", "Outdoor temperature"):
+    for name in (
+        "Actual",
+        "Expected (backcast)",
+        "Forecast",
+        "80 % interval",
+        "Outdoor temperature",
+    ):
         assert traces[name]["n"] > 0, (name, info)
     assert traces["80 % interval"]["fill"] == "tonexty"
     assert traces["Outdoor temperature"]["yaxis"] == "y2"
-    assert "m³/h" in info["yTitle"] and "°C" in info["y2Title"] and "Europe/Moscow" in info["xTitle"]
+    assert (
+        "m³/h" in info["yTitle"] and "°C" in info["y2Title"] and "Europe/Moscow" in info["xTitle"]
+    )
     assert info["shapes"] >= 1  # the cutoff line
     assert "M000201" in info["title"]
     browser.save_screenshot(str(screenshot_dir / "forecast.png"))
-    print(f"screenshots in {screenshot_dir}")
+    assert _severe(browser) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "notice"), [("/", "deviation-notice"), ("/forecast", "forecast-notice")]
+)
+def test_empty_store_shows_a_friendly_message(
+    browser: Any, empty_dashboard_url: str, screenshot_dir: Path, path: str, notice: str
+) -> None:
+    browser.get(empty_dashboard_url + path)
+    box = _wait(browser, EC.visibility_of_element_located((By.ID, notice)))
+    assert "No data yet" in box.text and "askug demo" in box.text
+    assert "Traceback" not in browser.page_source
+    browser.save_screenshot(str(screenshot_dir / f"empty-{notice}.png"))
     assert _severe(browser) == []

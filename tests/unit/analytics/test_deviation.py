@@ -17,11 +17,17 @@ TS = pl.Datetime("us", "UTC")
 
 
 def _actual(rows: list[tuple[str, dt.datetime, float | None, str]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"meter_id": pl.String, "ts": TS, "volume_m3": pl.Float64, "quality": pl.String}, orient="row")
+    return pl.DataFrame(
+        rows,
+        schema={"meter_id": pl.String, "ts": TS, "volume_m3": pl.Float64, "quality": pl.String},
+        orient="row",
+    )
 
 
 def _expected(rows: list[tuple[str, dt.datetime, float]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"meter_id": pl.String, "ts": TS, "expected_m3": pl.Float64}, orient="row")
+    return pl.DataFrame(
+        rows, schema={"meter_id": pl.String, "ts": TS, "expected_m3": pl.Float64}, orient="row"
+    )
 
 
 METERS = pl.DataFrame(
@@ -37,24 +43,34 @@ METERS = pl.DataFrame(
 
 
 def test_deviation_is_actual_minus_expected_in_m3_and_percent() -> None:
-    actual = _actual([("M1", D1, 110.0, "valid"), ("M1", D2, 80.0, "valid"), ("M2", D1, 10.0, "estimated")])
+    actual = _actual(
+        [("M1", D1, 110.0, "valid"), ("M1", D2, 80.0, "valid"), ("M2", D1, 10.0, "estimated")]
+    )
     expected = _expected([("M1", D1, 100.0), ("M1", D2, 100.0), ("M2", D1, 8.0)])
     got = deviation_table(actual, expected, METERS)
     assert got.schema == DEVIATION_SCHEMA
-    rows = got.select("meter_id", "day", "actual_m3", "expected_m3", "deviation_m3", "deviation_pct").rows()
+    rows = got.select(
+        "meter_id", "day", "actual_m3", "expected_m3", "deviation_m3", "deviation_pct"
+    ).rows()
     assert rows == [
         ("M1", dt.date(2026, 1, 10), 110.0, 100.0, 10.0, pytest.approx(10.0)),  # 10/100
         ("M1", dt.date(2026, 1, 11), 80.0, 100.0, -20.0, pytest.approx(-20.0)),  # -20/100
         ("M2", dt.date(2026, 1, 10), 10.0, 8.0, 2.0, pytest.approx(25.0)),  # 2/8
     ]
     first = got.row(0, named=True)
-    assert (first["company_id"], first["branch_id"], first["branch_name"], first["meter_name"], first["category"]) == (
-        "C1", "B1", "North", "School", "municipal"
-    )
+    assert (
+        first["company_id"],
+        first["branch_id"],
+        first["branch_name"],
+        first["meter_name"],
+        first["category"],
+    ) == ("C1", "B1", "North", "School", "municipal")
 
 
 def test_missing_sides_give_null_deviation_and_rows_sort_by_branch_meter_day() -> None:
-    actual = _actual([("M1", D2, 5.0, "valid"), ("M3", D1, 7.0, "missing"), ("M2", D1, None, "missing")])
+    actual = _actual(
+        [("M1", D2, 5.0, "valid"), ("M3", D1, 7.0, "missing"), ("M2", D1, None, "missing")]
+    )
     expected = _expected([("M1", D1, 4.0), ("M3", D1, 6.0)])
     got = deviation_table(actual, expected, METERS)
     assert got.select("branch_id", "meter_id", "day").rows() == [

@@ -14,7 +14,9 @@ UTC = dt.UTC
 DAY0 = dt.datetime(2026, 1, 10, tzinfo=UTC)
 
 
-def _run(meter: str, model: str, cutoff: dt.datetime, start: dt.datetime, hours: int, value: float) -> pl.DataFrame:
+def _run(
+    meter: str, model: str, cutoff: dt.datetime, start: dt.datetime, hours: int, value: float
+) -> pl.DataFrame:
     ts = [start + dt.timedelta(hours=h) for h in range(hours)]
     return pl.DataFrame(
         {
@@ -64,7 +66,10 @@ def test_incomplete_days_are_dropped_and_hourly_kept() -> None:
 
 def test_a_null_hourly_bound_nulls_the_daily_bound() -> None:
     rows = _run("M1", "hdd", DAY0 + dt.timedelta(days=1), DAY0, 24, 1.0).with_columns(
-        pl.when(pl.col("ts") == DAY0).then(None).otherwise(pl.col("volume_m3_hi_80")).alias("volume_m3_hi_80")
+        pl.when(pl.col("ts") == DAY0)
+        .then(None)
+        .otherwise(pl.col("volume_m3_hi_80"))
+        .alias("volume_m3_hi_80")
     )
     got = latest_backcast(rows).row(0, named=True)
     assert got["expected_m3"] == 24.0
@@ -74,7 +79,9 @@ def test_a_null_hourly_bound_nulls_the_daily_bound() -> None:
 
 def test_two_models_at_the_latest_cutoff_need_a_choice() -> None:
     cutoff = DAY0 + dt.timedelta(days=1)
-    rows = pl.concat([_run("M1", "hdd", cutoff, DAY0, 24, 1.0), _run("M1", "slp", cutoff, DAY0, 24, 2.0)])
+    rows = pl.concat(
+        [_run("M1", "hdd", cutoff, DAY0, 24, 1.0), _run("M1", "slp", cutoff, DAY0, 24, 2.0)]
+    )
     with pytest.raises(ValueError, match="pass model="):
         latest_backcast(rows)
 
@@ -83,7 +90,12 @@ def test_expected_consumption_reads_the_store_and_filters_the_model() -> None:
     cutoff = DAY0 + dt.timedelta(days=1)
     with open_store(path=":memory:") as store:
         store.migrate()
-        store.write("forecasts", pl.concat([_run("M1", "hdd", cutoff, DAY0, 24, 1.0), _run("M1", "slp", cutoff, DAY0, 24, 2.0)]))
+        store.write(
+            "forecasts",
+            pl.concat(
+                [_run("M1", "hdd", cutoff, DAY0, 24, 1.0), _run("M1", "slp", cutoff, DAY0, 24, 2.0)]
+            ),
+        )
         got = expected_consumption(store, model="slp")
         assert got.rows() == [("M1", DAY0, 48.0, 24.0, 72.0)]
         assert expected_consumption(store, model="slp", start=cutoff).height == 0
