@@ -128,11 +128,11 @@ def step_plain_group_by(db: str) -> tuple[int, float, float]:
     con = duckdb.connect(db, read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     t = time.perf_counter()
-    rows = con.execute(
+    rows = con.sql(
         """SELECT m.branch_id, date_trunc('hour', a.ts) AS h, sum(a.volume_m3)
            FROM hourly_archive a JOIN metering_points m USING (meter_id)
            GROUP BY ALL"""
-    ).fetchall()
+    ).to_arrow_table().num_rows
     seconds = time.perf_counter() - t
     (n,) = con.execute("SELECT count(*) FROM hourly_archive").fetchall()[0]
     con.close()

@@ -81,10 +81,10 @@ def done(message: str) -> None:
 
 
 # --- store -----------------------------------------------------------------------------
-def _open(settings: Settings, *, check: bool = True) -> Any:
+def _open(settings: Settings, *, check: bool = True, read_only: bool = False) -> Any:
     from warehouse import open_store
 
-    store = open_store(settings.dsn, path=settings.db)
+    store = open_store(settings.dsn, path=settings.db, read_only=read_only)
     if check:
         try:
             store.check_schema()
@@ -169,7 +169,8 @@ def cmd_detect(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     from dashboards.app import create_app
 
-    store = _open(settings)
+    # The dashboard only reads: a read-only DuckDB file can be shared with other readers.
+    store = _open(settings, read_only=True)
     app = create_app(store)
     console.print(f"[bold]askug dashboard[/bold] on http://{args.host}:{args.port}  (Ctrl+C to stop)")
     try:

@@ -110,7 +110,12 @@ class DashboardData:
     # --- directory ---------------------------------------------------------------
     def meters(self) -> pl.DataFrame:
         """The meter directory (:func:`warehouse.load_meters`)."""
-        return self._cached(("meters",), lambda: load_meters(self.store))
+        meters = self._cached(("meters",), lambda: load_meters(self.store))
+        if meters.height == 0:
+            # An empty store is about to be filled (`askug demo`): ask again next time.
+            with self._lock:
+                self._cache.clear()
+        return meters
 
     def latest_day(self) -> dt.date | None:
         """The last UTC day with daily consumption, found through the monthly rollup."""

@@ -11,6 +11,8 @@ import contextlib
 import datetime as dt
 import math
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,6 +190,26 @@ def build_synthetic_store(path: Path, *, seed: int = 20250120) -> Path:
 def dashboard_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated, filled DuckDB file for the dashboards (synthetic for now)."""
     return build_synthetic_store(tmp_path_factory.mktemp("store") / "askug.duckdb")
+
+
+@pytest.fixture(scope="session")
+def demo_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store the real demo pipeline writes (``askug demo --no-serve``), small and seeded."""
+    workdir = tmp_path_factory.mktemp("demo")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dashboards.cli", "demo", "--no-serve", "--meters", "40", "--days", "30",
+         "--workdir", str(workdir)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return workdir / "askug.duckdb"
+
+
+@pytest.fixture(scope="session")
+def demo_dashboard_url(demo_store_path: Path) -> Iterator[str]:
+    """The app on the demo pipeline's store."""
+    with serve(demo_store_path) as url:
+        yield url
 
 
 @contextlib.contextmanager
