@@ -51,7 +51,7 @@ def step_simulate(meters: int, days: int, out: str) -> tuple[int, float, float]:
     shutil.rmtree(out, ignore_errors=True)
     Path(out).mkdir(parents=True)
     t = time.perf_counter()
-    summary = simulate(SimulationConfig(meters=meters, days=days, seed=11), Path(out))
+    summary = simulate(SimulationConfig(meters=meters, days=days, start=dt.date(2021, 1, 1), seed=11), Path(out))
     return summary.readings, time.perf_counter() - t, _peak_mb()
 
 
@@ -85,7 +85,7 @@ def step_duckdb_insert_floor(sim: str) -> tuple[int, float, float]:
     import duckdb
     import polars as pl
 
-    arrow = pl.read_parquet(Path(sim) / "readings" / "*.parquet").to_arrow()  # noqa: F841
+    arrow = pl.read_parquet(Path(sim) / "readings" / "*.parquet").to_arrow()
     con = duckdb.connect(":memory:")
     con.execute("CREATE TABLE r AS SELECT * FROM arrow LIMIT 0")
     t = time.perf_counter()

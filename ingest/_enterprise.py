@@ -140,7 +140,9 @@ def build_enterprise(config: SimulationConfig) -> Enterprise:
         }
     )
     per_company = _allocate(n, list(rng.uniform(0.7, 1.3, len(templates))))
-    branch_rows, branch_company, branch_counts = [], [], []
+    branch_rows: list[tuple[str, str, str, str]] = []
+    branch_company: list[int] = []
+    branch_counts: list[int] = []
     for c, (tmpl, cnt) in enumerate(zip(templates, per_company, strict=True)):
         nb = int(np.clip(round(cnt / 5000), 1, 20))
         counts = _allocate(int(cnt), list(rng.uniform(0.6, 1.4, nb)), minimum=0)
@@ -340,7 +342,7 @@ class FaultPlan:
         def iso(h: int) -> str:
             return (start + dt.timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-        rows = []
+        rows: list[tuple[str, str, str, str | None, str, str, str]] = []
         for f in self.faults:
             end = f.t0 + f.duration - 1
             if f.kind == "gap":

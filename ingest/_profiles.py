@@ -55,10 +55,12 @@ def daily_factor(name: str, geo_temperature_c: np.ndarray, weekday: np.ndarray) 
     if name.startswith("SHIFT"):
         sat, sun = _SHIFT_WEEKEND[name]
         week = np.array([1.0, 1.0, 1.0, 1.0, 1.0, sat, sun])
-        return week[weekday] * (1.0 + 0.012 * np.maximum(0.0, 15.0 - geo_temperature_c))
+        shift: np.ndarray = week[weekday] * (1.0 + 0.012 * np.maximum(0.0, 15.0 - geo_temperature_c))
+        return shift
     shlp, cls = _bdew(name)
     params = _shipped.sigmoid_parameters(shlp, cls, wind_impact=0)
-    return _shipped.sigmoid(geo_temperature_c, params) * _shipped.weekday_factors(shlp)[weekday]
+    bdew: np.ndarray = _shipped.sigmoid(geo_temperature_c, params) * _shipped.weekday_factors(shlp)[weekday]
+    return bdew
 
 
 def hourly_share(name: str, local_hour: np.ndarray, local_weekday: np.ndarray, band: np.ndarray) -> np.ndarray:
@@ -72,7 +74,8 @@ def hourly_share(name: str, local_hour: np.ndarray, local_weekday: np.ndarray, b
         return np.where(on | weekend, 1.0, 0.08)
     shlp, cls = _bdew(name)
     table = _shipped.hour_factors(shlp, cls)
-    return np.maximum(table[local_weekday, local_hour, band], 1e-4)
+    share: np.ndarray = np.maximum(table[local_weekday, local_hour, band], 1e-4)
+    return share
 
 
 def build_profiles(start: dt.date, days: int, calendars: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -54,7 +54,8 @@ def daily_temperature() -> tuple[np.ndarray, np.ndarray]:
 
 def temperature_band(daily_mean_c: np.ndarray) -> np.ndarray:
     """BDEW temperature band index 0..9 of a daily mean temperature."""
-    return np.digitize(daily_mean_c, _BAND_EDGES, right=False)
+    band: np.ndarray = np.digitize(daily_mean_c, _BAND_EDGES, right=False)
+    return band
 
 
 @functools.cache

@@ -34,10 +34,10 @@ FORMAT: Final = "askug-sim/1"
 LABEL_COLUMNS: Final = ("fault", "object_kind", "object_id", "channel", "ts_start", "ts_end", "detail")
 TRUTH_SCHEMA: Final = pl.Schema(
     {
-        "meter_id": pl.String,
+        "meter_id": pl.String(),
         "ts": pl.Datetime("us", "UTC"),
-        "volume_m3": pl.Float64,
-        "volume_work_m3": pl.Float64,
+        "volume_m3": pl.Float64(),
+        "volume_work_m3": pl.Float64(),
     }
 )
 _US_PER_HOUR: Final = 3_600_000_000
@@ -579,10 +579,10 @@ def _simulate_meter_block(
         batt = b0[:, None] - 0.0006 * np.arange(config.days)[None, :]
         batt = np.round(batt + rng.normal(0.0, 0.004, batt.shape), 3)
         low = batt < 3.3
-        for r in np.flatnonzero(low.any(axis=1)):
-            d = int(np.argmax(low[r]))
-            g = hh[r]
-            events.append((dev_ids[g], int(ts_us[g, day_cols[d]]), "battery_low", "warning", f"battery {batt[r, d]:.3f} V"))
+        for row in np.flatnonzero(low.any(axis=1)):
+            d = int(np.argmax(low[row]))
+            g = hh[row]
+            events.append((dev_ids[g], int(ts_us[g, day_cols[d]]), "battery_low", "warning", f"battery {batt[row, d]:.3f} V"))
         values = np.concatenate([register[hh], batt], axis=1)
         tsm = np.concatenate([ts_us[hh], ts_us[hh][:, day_cols]], axis=1)
         mask = np.concatenate([present[hh], present[hh][:, day_cols]], axis=1)
@@ -711,6 +711,7 @@ def _simulate_gdp_block(
         events.append((dev_ids[r], int(hours_us[f.t0]), "valve_closed", "critical", f"shut-off valve closed for {f.duration} h"))
     for f in plan.for_nodes(g0, g1, "threshold_excursion"):
         r = local[f.index]
+        assert f.channel is not None  # plan_faults always sets the channel of an excursion
         ch[f.channel][r, f.t0 : f.t0 + f.duration] = f.value + 0.2 * np.abs(rng.standard_normal(f.duration)) * np.sign(
             f.value - ch[f.channel][r, f.t0]
         )

@@ -158,5 +158,5 @@ def read_cube(store: Store, *, level: str, **filters: str | int) -> pl.DataFrame
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {list(LEVELS)}, got {level!r}")
-    where = {"level": [level], **{k: [v] for k, v in filters.items()}}
+    where: dict[str, list[str | int]] = {"level": [level], **{k: [v] for k, v in filters.items()}}
     return store.read("cube", where=where)
