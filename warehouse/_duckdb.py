@@ -21,8 +21,10 @@ from warehouse.errors import MigrationError, StoreUnavailableError
 class DuckDBStore(Store):
     """A warehouse in one DuckDB file.
 
-    Bulk writes go through Arrow: the validated Polars frame is registered as a view
-    and inserted with ``INSERT … SELECT … ON CONFLICT DO NOTHING``.  One connection is
+    Bulk writes go through Arrow: the validated, de-duplicated Polars frame is read
+    by DuckDB in place and inserted with an anti-join on the natural key, so rows
+    already stored are skipped (see ``sql/duckdb/001_core.sql`` for why the time-series
+    tables carry no primary-key index).  One connection is
     shared; each thread gets its own cursor, as DuckDB requires.
 
     Parameters
@@ -133,12 +135,21 @@ class DuckDBStore(Store):
     def _insert(self, t: TableSpec, frame: pl.DataFrame) -> int:
         cols = ", ".join(f'"{c}"' for c in t.schema)
         arrow = frame.to_arrow()  # noqa: F841 - referenced by name in the SQL below
+        match = " AND ".join(f't."{k}" = s."{k}"' for k in t.key)
+        params: list[Any] = []
+        if "ts" in t.key:
+            # Only stored rows inside the batch's time range can collide: zone maps
+            # skip every other row group, so the anti-join stays cheap as the table grows.
+            match += " AND t.ts BETWEEN ? AND ?"
+            ts = frame.get_column("ts")
+            params = [ts.min(), ts.max()]
         with self.transaction():
-            before = self._count(t.name)
-            self._cur.execute(
-                f'INSERT INTO "{t.name}" ({cols}) SELECT {cols} FROM arrow ON CONFLICT DO NOTHING'
-            )
-            return self._count(t.name) - before
+            ((inserted,),) = self._cur.execute(
+                f'INSERT INTO "{t.name}" ({cols}) SELECT {cols} FROM arrow s '
+                f'WHERE NOT EXISTS (SELECT 1 FROM "{t.name}" t WHERE {match})',
+                params,
+            ).fetchall()
+            return int(inserted)
 
     def _count(self, table: str) -> int:
         (n,) = self._cur.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0]

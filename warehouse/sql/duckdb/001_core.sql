@@ -1,6 +1,9 @@
 -- askug schema v1 for the embedded DuckDB store.
 -- Time columns are TIMESTAMPTZ holding UTC instants; the session TimeZone is UTC.
--- Every table's primary key is its natural key: loads use INSERT ... ON CONFLICT DO NOTHING.
+-- Reference tables have their natural key as primary key.  The time-series tables do not:
+-- an ART index over hundreds of millions of rows costs memory and made loads ~6x slower,
+-- so the store keeps them unique itself (de-duplicated batch + anti-join on the natural key
+-- within the batch's time range, which DuckDB's zone maps prune), one writer at a time.
 
 CREATE TABLE companies (
     company_id    VARCHAR PRIMARY KEY,
@@ -68,8 +71,7 @@ CREATE TABLE weather (
     station_id    VARCHAR NOT NULL,
     ts            TIMESTAMPTZ NOT NULL,
     temperature_c DOUBLE,
-    quality       VARCHAR NOT NULL,
-    PRIMARY KEY (station_id, ts)
+    quality       VARCHAR NOT NULL
 );
 
 CREATE TABLE readings (
@@ -78,8 +80,7 @@ CREATE TABLE readings (
     ts          TIMESTAMPTZ NOT NULL,
     value       DOUBLE,
     quality     VARCHAR NOT NULL,
-    received_at TIMESTAMPTZ,
-    PRIMARY KEY (device_id, channel, ts)
+    received_at TIMESTAMPTZ
 );
 
 CREATE TABLE hourly_archive (
@@ -90,8 +91,7 @@ CREATE TABLE hourly_archive (
     pressure_kpa   DOUBLE,
     temperature_c  DOUBLE,
     quality        VARCHAR NOT NULL,
-    source         VARCHAR NOT NULL,
-    PRIMARY KEY (meter_id, ts)
+    source         VARCHAR NOT NULL
 );
 
 CREATE TABLE daily_archive (
@@ -99,8 +99,7 @@ CREATE TABLE daily_archive (
     ts        TIMESTAMPTZ NOT NULL,
     volume_m3 DOUBLE,
     hours     SMALLINT NOT NULL,
-    quality   VARCHAR NOT NULL,
-    PRIMARY KEY (meter_id, ts)
+    quality   VARCHAR NOT NULL
 );
 
 CREATE TABLE monthly_archive (
@@ -108,8 +107,7 @@ CREATE TABLE monthly_archive (
     ts        TIMESTAMPTZ NOT NULL,
     volume_m3 DOUBLE,
     hours     INTEGER NOT NULL,
-    quality   VARCHAR NOT NULL,
-    PRIMARY KEY (meter_id, ts)
+    quality   VARCHAR NOT NULL
 );
 
 CREATE TABLE events (
@@ -117,8 +115,7 @@ CREATE TABLE events (
     ts        TIMESTAMPTZ NOT NULL,
     code      VARCHAR NOT NULL,
     severity  VARCHAR NOT NULL,
-    detail    VARCHAR,
-    PRIMARY KEY (device_id, ts, code)
+    detail    VARCHAR
 );
 
 CREATE TABLE forecasts (
@@ -129,8 +126,7 @@ CREATE TABLE forecasts (
     volume_m3       DOUBLE NOT NULL,
     volume_m3_lo_80 DOUBLE,
     volume_m3_hi_80 DOUBLE,
-    temperature_c   DOUBLE,
-    PRIMARY KEY (meter_id, ts, model, cutoff)
+    temperature_c   DOUBLE
 );
 
 CREATE TABLE alerts (
