@@ -55,7 +55,11 @@ class DuckDBStore(Store):
                 "process using it or pass another --db path"
             ) from exc
         self._con.execute("SET TimeZone = 'UTC'")
-        self._con.execute("SET enable_progress_bar = false")
+        try:
+            # DuckDB's own bar would scribble over the command line's progress display.
+            self._con.execute("SET enable_progress_bar = false")
+        except duckdb.InvalidInputException:
+            pass  # inside Jupyter without ipywidgets DuckDB shows no bar and refuses the SET
         self._local = threading.local()
         self._depth = 0
         self._lock = threading.RLock()
