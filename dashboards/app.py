@@ -40,7 +40,21 @@ body { margin:0; background:var(--bg); color:var(--ink);
 .notice { background:#fff8e1; border:1px solid #ffe082; border-radius:8px; padding:18px 20px; font-size:15px; }
 .notice code { background:#fff; padding:1px 5px; border-radius:3px; border:1px solid #eee; }
 .muted { color:var(--muted); font-size:12px; }
+.text-input { height:36px; width:220px; padding:0 10px; border:1px solid #ccc; border-radius:4px; font:inherit; }
+.pager-bar { display:flex; flex-wrap:wrap; justify-content:space-between; align-items:center; gap:10px;
+             margin:12px 0 8px; }
+.pager { display:flex; align-items:center; gap:6px; font-size:13px; color:var(--muted); }
+.pager button { min-width:32px; height:30px; border:1px solid var(--line); border-radius:4px; background:#fff;
+                color:var(--ink); font-size:16px; line-height:1; cursor:pointer; }
+.pager button:hover:not(:disabled) { background:#eef4fb; border-color:#5c9ce6; }
+.pager button:disabled { color:#b8c0ca; cursor:default; }
+.pager label { margin-left:6px; }
+.pager-range { margin-right:8px; }
+.pager-input { width:64px; height:30px; padding:0 6px; border:1px solid #ccc; border-radius:4px; font:inherit;
+               text-align:right; }
+.pager-size { width:145px; margin-left:10px; }
 .deviation-scroll { overflow-x:auto; padding-bottom:48px; }
+.deviation-grid > p:empty { display:none; }
 .deviation-table { border-collapse:separate; border-spacing:2px; font-size:13px; }
 .deviation-table th { font-weight:600; color:#39424e; background:#f0f3f7; padding:5px 6px; text-align:center; }
 .deviation-table th.deviation-month { background:#e6ebf1; }

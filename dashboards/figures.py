@@ -1,4 +1,4 @@
-"""Pure presentation: frames in, plotly figures (and the deviation table's HTML) out.
+"""Pure presentation: frames in, plotly figures (and the deviation table's markup) out.
 
 Nothing here reads a store; every function can be called in a notebook or a unit test.
 """
@@ -6,11 +6,13 @@ Nothing here reads a store; every function can be called in a notebook or a unit
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+import html as html_lib
+from typing import Any
+from urllib.parse import quote
 
 import plotly.graph_objects as go
 import polars as pl
-from dash import dcc, html
+from dash import dcc
 
 from analytics import GREEN_PCT, RED_PCT, deviation_colour
 
@@ -54,68 +56,95 @@ def day_key(day: dt.date) -> str:
     return f"{day:%Y%m%d}"
 
 
-def _cell(row: dict[str, Any] | None, meter_id: str, day: dt.date, *, tip_left: bool) -> html.Td:
+def _esc(text: object) -> str:
+    """Escape ``text`` for the grid's markup (HTML, parsed as JSX by ``dcc.Markdown``)."""
+    return html_lib.escape(str(text), quote=True).replace("{", "&#123;").replace("}", "&#125;")
+
+
+def _attrs(**attrs: object) -> str:
+    """`` key="value"`` pairs (``data_x`` → ``data-x``, ``cls`` → ``class``), escaped."""
+    out = []
+    for key, value in attrs.items():
+        if value is None:
+            continue
+        name = "class" if key == "cls" else key.replace("_", "-")
+        out.append(f' {name}="{_esc(value)}"')
+    return "".join(out)
+
+
+def _cell(row: dict[str, Any] | None, meter_id: str, day: dt.date, *, tip_left: bool) -> str:
     pct = row["deviation_pct"] if row else None
     dev = row["deviation_m3"] if row else None
     colour = deviation_colour(pct)
-    tip = html.Div(
-        [
-            html.Div(f"{meter_id} · {day:%a %d %b %Y} (UTC day)", className="deviation-tip-title"),
-            html.Div(["Actual: ", html.B(_fmt_m3(row["actual_m3"] if row else None))]),
-            html.Div(["Expected: ", html.B(_fmt_m3(row["expected_m3"] if row else None))]),
-            html.Div(
-                [
-                    "Deviation: ",
-                    html.B(
-                        ("no value" if dev is None else f"{dev:+,.1f} m³".replace(",", "\u2009"))
-                        + ("" if pct is None else f" ({pct:+.1f} %)")
-                    ),
-                ]
-            ),
-        ],
-        className="deviation-tip tip-left" if tip_left else "deviation-tip",
+    deviation = ("no value" if dev is None else f"{dev:+,.1f} m³".replace(",", "\u2009")) + (
+        "" if pct is None else f" ({pct:+.1f} %)"
     )
-    return html.Td(
-        [_pct_text(pct), tip],
+    tip = (
+        f'<div class="{"deviation-tip tip-left" if tip_left else "deviation-tip"}">'
+        f'<div class="deviation-tip-title">{_esc(meter_id)} · {day:%a %d %b %Y} (UTC day)</div>'
+        f"<div>Actual: <b>{_esc(_fmt_m3(row['actual_m3'] if row else None))}</b></div>"
+        f"<div>Expected: <b>{_esc(_fmt_m3(row['expected_m3'] if row else None))}</b></div>"
+        f"<div>Deviation: <b>{_esc(deviation)}</b></div></div>"
+    )
+    attrs = _attrs(
         id=f"deviation-cell-{meter_id}-{day_key(day)}",
-        className="deviation-cell",
-        style={"backgroundColor": colour, "color": text_colour(colour)},
-        **cast(dict[str, Any], {"data-meter": meter_id, "data-day": day.isoformat()}),
+        cls="deviation-cell",
+        data_meter=meter_id,
+        data_day=day.isoformat(),
+        style=f"background-color:{colour};color:{text_colour(colour)}",
     )
+    return f"<td{attrs}>{_esc(_pct_text(pct))}{tip}</td>"
 
 
-def deviation_grid(
+def deviation_grid_html(
     table: pl.DataFrame,
     *,
     days: list[dt.date] | None = None,
     company_names: dict[str, str] | None = None,
-) -> html.Table:
-    """Render a deviation table as metering points (grouped by branch) × days.
+    branch_counts: dict[tuple[str | None, str | None], int] | None = None,
+) -> str:
+    """The markup of a deviation table: metering points (grouped by branch) × days.
 
     Parameters
     ----------
     table
-        The frame of :func:`analytics.deviation_table` (UTC days).
+        The frame of :func:`analytics.deviation_table` (UTC days), e.g. one page of it.
     days
         The day columns to show (default: every day in ``table``); a day without a row
         for a meter gives a grey cell.
     company_names
         ``company_id`` → name, shown in the branch header rows (default: the id).
+    branch_counts
+        ``(company_id, branch_id)`` → number of metering points, shown in the branch
+        header rows (default: counted in ``table``; pass the totals when ``table`` is
+        one page of a longer list).
 
     Returns
     -------
-    dash.html.Table
-        ``id="deviation-table"``.  One header row per branch (with its company), then
-        one row per metering point: its id links to the forecast page, and each day
-        cell (``class="deviation-cell"``, ``id="deviation-cell-<meter>-<yyyymmdd>"``)
-        shows the rounded deviation in percent on a background coloured green → amber
-        → red by ``|deviation_pct|`` (grey when missing), with a hover tooltip
-        (``class="deviation-tip"``) giving actual, expected and deviation in m³.
+    str
+        One ``<table id="deviation-table">`` element (no newlines; every text from the
+        data escaped).  One header row per branch (with its company), then one row per
+        metering point: its id links to the forecast page, and each day cell
+        (``class="deviation-cell"``, ``id="deviation-cell-<meter>-<yyyymmdd>"``,
+        ``data-meter``, ``data-day``) shows the rounded deviation in percent on a
+        background coloured green → amber → red by ``|deviation_pct|`` (grey when
+        missing), with a CSS hover tooltip (``class="deviation-tip"``) giving actual,
+        expected and deviation in m³.
+
+    Notes
+    -----
+    The browser builds thousands of table cells from one string in a fraction of a
+    second, whereas the same table as one Dash component per element (about ten per
+    cell with its tooltip) kept the Dash renderer busy for minutes.
     """
     if days is None:
         days = sorted(set(table.get_column("day").drop_nulls().to_list()))
     cells = {
-        (r["meter_id"], r["day"]): r for r in table.iter_rows(named=True) if r["day"] is not None
+        (r["meter_id"], r["day"]): r
+        for r in table.select(
+            "meter_id", "day", "actual_m3", "expected_m3", "deviation_m3", "deviation_pct"
+        ).iter_rows(named=True)
+        if r["day"] is not None
     }
     months: list[tuple[str, int]] = []
     for day in days:
@@ -125,86 +154,87 @@ def deviation_grid(
         else:
             months.append((label, 1))
     weekend = {d for d in days if d.weekday() >= 5}
-    head = html.Thead(
-        [
-            html.Tr(
-                [
-                    html.Th("Metering point", rowSpan=2, className="deviation-meter-head"),
-                    html.Th("Name", rowSpan=2),
-                    html.Th("Category", rowSpan=2),
-                ]
-                + [html.Th(label, colSpan=n, className="deviation-month") for label, n in months]
-            ),
-            html.Tr(
-                [
-                    html.Th(
-                        [html.Span(f"{d:%a}", className="dow"), html.Br(), f"{d:%d}"],
-                        className="deviation-day weekend" if d in weekend else "deviation-day",
-                    )
-                    for d in days
-                ]
-            ),
-        ]
+    out = ['<table id="deviation-table" class="deviation-table"><thead><tr>']
+    out.append('<th rowspan="2" class="deviation-meter-head">Metering point</th>')
+    out.append('<th rowspan="2">Name</th><th rowspan="2">Category</th>')
+    out.extend(f'<th colspan="{n}" class="deviation-month">{_esc(m)}</th>' for m, n in months)
+    out.append("</tr><tr>")
+    out.extend(
+        f'<th class="deviation-day{" weekend" if d in weekend else ""}">'
+        f'<span class="dow">{d:%a}</span><br/>{d:%d}</th>'
+        for d in days
     )
-    body: list[html.Tr] = []
+    out.append("</tr></thead><tbody>")
     directory = table.unique("meter_id", keep="first", maintain_order=True)
     ncols = 3 + len(days)
-    counts = {
-        (r[0], r[1]): r[2] for r in directory.group_by("company_id", "branch_id").len().iter_rows()
-    }
+    if branch_counts is None:
+        branch_counts = {
+            (r[0], r[1]): r[2]
+            for r in directory.group_by("company_id", "branch_id").len().iter_rows()
+        }
+    names = company_names or {}
+    tip_left_from = len(days) - _TIP_LEFT_LAST_COLUMNS
     branch_key: tuple[str | None, str | None] | None = None
     for meter in directory.iter_rows(named=True):
         key = (meter["company_id"], meter["branch_id"])
         if key != branch_key:
             branch_key = key
-            count = counts[key]
+            count = branch_counts.get(key, 0)
             label = meter["branch_name"] or meter["branch_id"] or "no branch"
-            body.append(
-                html.Tr(
-                    html.Th(
-                        [
-                            html.Span(label, className="branch-name"),
-                            html.Span(
-                                f"{(company_names or {}).get(meter['company_id'], meter['company_id'] or '')}"
-                                f" · {count} metering point{'s' if count != 1 else ''}",
-                                className="branch-meta",
-                            ),
-                        ],
-                        colSpan=ncols,
-                    ),
-                    className="deviation-branch-row",
-                    **cast(dict[str, Any], {"data-branch": meter["branch_id"] or ""}),
-                )
+            company = names.get(meter["company_id"], meter["company_id"] or "")
+            out.append(
+                f'<tr class="deviation-branch-row"{_attrs(data_branch=meter["branch_id"] or "")}>'
+                f'<th colspan="{ncols}"><span class="branch-name">{_esc(label)}</span>'
+                f'<span class="branch-meta">{_esc(company)} · {count} metering '
+                f"point{'s' if count != 1 else ''}</span></th></tr>"
             )
         mid = meter["meter_id"]
-        body.append(
-            html.Tr(
-                [
-                    html.Td(
-                        dcc.Link(mid, href=f"/forecast?meter={mid}", className="meter-link"),
-                        className="deviation-meter",
-                    ),
-                    html.Td(
-                        meter["meter_name"] or "",
-                        className="deviation-name",
-                        title=meter["meter_name"] or "",
-                    ),
-                    html.Td(meter["category"] or "", className="deviation-category"),
-                ]
-                + [
-                    _cell(
-                        cells.get((mid, d)),
-                        mid,
-                        d,
-                        tip_left=i >= len(days) - _TIP_LEFT_LAST_COLUMNS,
-                    )
-                    for i, d in enumerate(days)
-                ],
-                id=f"deviation-row-{mid}",
-                className="deviation-row",
-            )
+        name = meter["meter_name"] or ""
+        out.append(
+            f"<tr{_attrs(id=f'deviation-row-{mid}', cls='deviation-row')}>"
+            f'<td class="deviation-meter"><dccLink{_attrs(href=meter_href(mid), className="meter-link")}>'
+            f"{_esc(mid)}</dccLink></td>"
+            f'<td class="deviation-name"{_attrs(title=name)}>{_esc(name)}</td>'
+            f'<td class="deviation-category">{_esc(meter["category"] or "")}</td>'
         )
-    return html.Table([head, html.Tbody(body)], id="deviation-table", className="deviation-table")
+        out.extend(
+            _cell(cells.get((mid, d)), mid, d, tip_left=i >= tip_left_from)
+            for i, d in enumerate(days)
+        )
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def meter_href(meter_id: str) -> str:
+    """The forecast page of one metering point."""
+    return f"/forecast?meter={quote(meter_id, safe='')}"
+
+
+def deviation_grid(
+    table: pl.DataFrame,
+    *,
+    days: list[dt.date] | None = None,
+    company_names: dict[str, str] | None = None,
+    branch_counts: dict[tuple[str | None, str | None], int] | None = None,
+) -> dcc.Markdown:
+    """The deviation table of :func:`deviation_grid_html` as one Dash component.
+
+    The markup goes into a single ``dcc.Markdown`` (``id="deviation-grid"``) with
+    ``dangerously_allow_html``: safe because every text from the data is escaped,
+    and ``dcc.Markdown`` drops ``<script>`` and ``on*`` attributes besides.  The
+    metering point links are ``dccLink`` elements, which ``dcc.Markdown`` renders as
+    ``dcc.Link`` (navigation without reloading the app).
+    """
+    return dcc.Markdown(
+        deviation_grid_html(
+            table, days=days, company_names=company_names, branch_counts=branch_counts
+        ),
+        id="deviation-grid",
+        className="deviation-grid",
+        dangerously_allow_html=True,
+        dedent=False,
+    )
 
 
 def legend_steps() -> list[tuple[str, str]]:

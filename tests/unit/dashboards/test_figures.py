@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from html.parser import HTMLParser
 
 import plotly.graph_objects as go
 import polars as pl
-from dash import dcc, html
+from dash import dcc
 
 from analytics import GREY, RED, deviation_colour
 from dashboards import figures
@@ -108,34 +108,52 @@ def _deviation_frame() -> pl.DataFrame:
     )
 
 
-def _walk(node: Any) -> list[Any]:
-    out = [node]
-    children = getattr(node, "children", None)
-    if isinstance(children, list | tuple):
-        for child in children:
-            out.extend(_walk(child))
-    elif children is not None and not isinstance(children, str | int | float):
-        out.extend(_walk(children))
-    return out
+class _Grid(HTMLParser):
+    """The elements of the grid markup: (tag, attributes, text inside)."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str], list[str]]] = []
+        self._open: list[list[str]] = []
+        self.feed(markup)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, {k: v or "" for k, v in attrs}, []))
+        if tag != "br":
+            self._open.append(self.elements[-1][2])
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, {k: v or "" for k, v in attrs}, []))
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        for texts in self._open:
+            texts.append(data)
+
+    def find(self, tag: str, cls: str | None = None) -> list[tuple[dict[str, str], str]]:
+        return [
+            (attrs, "".join(texts))
+            for t, attrs, texts in self.elements
+            if t == tag and (cls is None or cls in attrs.get("class", "").split())
+        ]
 
 
 def test_deviation_grid_groups_by_branch_and_colours_cells() -> None:
-    table = figures.deviation_grid(_deviation_frame(), company_names={"C1": "Gorgaz"})
-    assert "Gorgaz · 2 metering points" not in str(table)  # one meter per branch here
-    assert "Gorgaz · 1 metering point" in str(table)
-    assert isinstance(table, html.Table) and table.id == "deviation-table"
-    nodes = _walk(table)
-    branch_rows = [
-        n
-        for n in nodes
-        if isinstance(n, html.Tr) and getattr(n, "className", None) == "deviation-branch-row"
-    ]
-    assert [r.children.children[0].children for r in branch_rows] == ["North", "South"]
-    cells = {
-        n.id: n
-        for n in nodes
-        if isinstance(n, html.Td) and getattr(n, "className", None) == "deviation-cell"
-    }
+    grid = figures.deviation_grid(_deviation_frame(), company_names={"C1": "Gorgaz"})
+    props = grid.to_plotly_json()["props"]
+    assert isinstance(grid, dcc.Markdown) and props["id"] == "deviation-grid"
+    assert props["dangerously_allow_html"] is True
+    markup = props["children"]
+    assert "\n" not in markup  # one HTML block: a blank line would end it
+    assert "Gorgaz · 2 metering points" not in markup  # one meter per branch here
+    assert "Gorgaz · 1 metering point" in markup
+    parsed = _Grid(markup)
+    ((table, _),) = parsed.find("table")
+    assert table["id"] == "deviation-table"
+    assert [text for _, text in parsed.find("span", "branch-name")] == ["North", "South"]
+    cells = {attrs["id"]: (attrs, text) for attrs, text in parsed.find("td", "deviation-cell")}
     # 2 meters x 2 days; M2 has no row for the 19th: a grey cell all the same
     assert set(cells) == {
         "deviation-cell-M1-20250118",
@@ -143,27 +161,52 @@ def test_deviation_grid_groups_by_branch_and_colours_cells() -> None:
         "deviation-cell-M2-20250118",
         "deviation-cell-M2-20250119",
     }
-    red = cells["deviation-cell-M1-20250118"]
-    assert red.style["backgroundColor"] == RED == deviation_colour(50.0)
-    assert red.children[0] == "+50"
-    assert cells["deviation-cell-M1-20250119"].children[0] == "+1"
-    assert cells["deviation-cell-M2-20250118"].style["backgroundColor"] == GREY
-    assert cells["deviation-cell-M2-20250119"].style["backgroundColor"] == GREY
-    tip = red.children[1]
-    assert tip.className.startswith("deviation-tip")
-    bold = [n.children for n in _walk(tip) if isinstance(n, html.B)]
-    assert bold == ["150.0 m³", "100.0 m³", "+50.0 m³ (+50.0 %)"]  # actual, expected, deviation
-    links = [n for n in nodes if isinstance(n, dcc.Link)]
-    assert [(link.children, link.href) for link in links] == [
-        ("M1", "/forecast?meter=M1"),
-        ("M2", "/forecast?meter=M2"),
+    red, red_text = cells["deviation-cell-M1-20250118"]
+    assert red["data-meter"] == "M1" and red["data-day"] == "2025-01-18"
+    assert red["style"].startswith(f"background-color:{RED};") and RED == deviation_colour(50.0)
+    assert red_text.startswith("+50M1 · Sat 18 Jan 2025")
+    assert cells["deviation-cell-M1-20250119"][1].startswith("+1M1")
+    assert cells["deviation-cell-M2-20250118"][0]["style"].startswith(f"background-color:{GREY};")
+    assert cells["deviation-cell-M2-20250119"][0]["style"].startswith(f"background-color:{GREY};")
+    # the tooltip of the red cell: actual, expected, deviation
+    tip = _Grid(markup.split('id="deviation-cell-M1-20250118"')[1].split("</td>")[0])
+    assert [text for _, text in tip.find("b")] == ["150.0 m³", "100.0 m³", "+50.0 m³ (+50.0 %)"]
+    assert tip.find("div", "deviation-tip")
+    links = parsed.find("dcclink")  # rendered by dcc.Markdown as a dcc.Link
+    assert [(attrs["href"], text) for attrs, text in links] == [
+        ("/forecast?meter=M1", "M1"),
+        ("/forecast?meter=M2", "M2"),
     ]
 
 
+def test_deviation_grid_escapes_text_from_the_data() -> None:
+    frame = _deviation_frame().with_columns(
+        pl.lit('<script>alert("x")</script>{1+1} & co').alias("meter_name"),
+        pl.lit("Nord {branch}").alias("branch_name"),
+        pl.col("meter_id").replace({"M1": "M&1"}),
+    )
+    markup = figures.deviation_grid_html(frame)
+    for raw in ("<script", "{", "}", 'M&1"', 'alert("'):
+        assert raw not in markup
+    parsed = _Grid(markup)
+    names = {text for _, text in parsed.find("td", "deviation-name")}
+    assert names == {'<script>alert("x")</script>{1+1} & co'}
+    assert next(attrs["href"] for attrs, _ in parsed.find("dcclink")) == "/forecast?meter=M%261"
+    assert {attrs["data-meter"] for attrs, _ in parsed.find("td", "deviation-cell")} == {
+        "M&1",
+        "M2",
+    }
+
+
+def test_deviation_grid_counts_branches_given_for_a_page() -> None:
+    frame = _deviation_frame().filter(pl.col("meter_id") == "M1")
+    markup = figures.deviation_grid_html(frame, branch_counts={("C1", "B1"): 120})
+    assert "C1 · 120 metering points" in markup
+
+
 def test_deviation_grid_of_an_empty_frame_is_an_empty_table() -> None:
-    table = figures.deviation_grid(_deviation_frame().clear())
-    body = table.children[1]
-    assert body.children == []
+    parsed = _Grid(figures.deviation_grid_html(_deviation_frame().clear()))
+    assert parsed.find("table") and not parsed.find("td")
 
 
 def test_legend_and_text_colour() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 import pytest
-from dash import html
+from dash import dcc
 
 from dashboards import data
 from dashboards.app import create_app
@@ -178,17 +178,64 @@ def test_deviation_callback_builds_the_table_and_filters(filled: Store) -> None:
     with app.server.test_request_context():
         layout = page.layout()
         assert "North (Gorgaz)" in str(layout)  # branch filter options name the company
-        table, summary = page.update_table(14, None, None)
-        only_south, _ = page.update_table(14, ["B2"], None)
-        only_municipal, _ = page.update_table(14, None, ["municipal"])
-    assert isinstance(table, html.Table) and table.id == "deviation-table"
-    text = str(table)
+        grid, summary, number, pages, count, shown, *disabled = page.update_table(14, None, None)
+        only_south = page.update_table(14, ["B2"], None)[0]
+        only_municipal = page.update_table(14, None, ["municipal"])[0]
+        searched = page.update_table(14, None, None, "bAkErY")[0]
+    assert isinstance(grid, dcc.Markdown) and 'id="deviation-table"' in grid.children
+    text = grid.children
     # M1: 24 h x 2.2 m3 actual against 24 h x 2.0 m3 expected = +10 %
     assert "deviation-cell-M1-20250119" in text and "+10" in text
     assert "deviation-cell-M2-20250116" in text
     assert summary.startswith("2 metering points, 16 Jan – 19 Jan 2025")
-    assert "M1" not in str(only_south) and "M2" in str(only_south)
-    assert "M2" not in str(only_municipal)
+    assert (number, pages, count, shown) == (1, 1, "of 1", "metering points 1–2 of 2")
+    assert disabled == [True, True, True, True]
+    assert "M1" not in only_south.children and "M2" in only_south.children
+    assert "M2" not in only_municipal.children
+    assert "M1" not in searched.children and "M2" in searched.children
+
+
+@pytest.fixture
+def deviation_page(filled: Store) -> ModuleType:
+    create_app(filled)  # registers the pages
+    return _page("/")
+
+
+def test_deviation_table_view_pages_through_the_meters(
+    filled: Store, deviation_page: ModuleType
+) -> None:
+    frame = data.DashboardData(filled).deviations(days=14)
+    page = deviation_page
+    first = page.table_view(frame, branch_ids=None, categories=None, page=1, page_size=1)
+    second = page.table_view(frame, branch_ids=None, categories=None, page=2, page_size=1)
+    beyond = page.table_view(frame, branch_ids=None, categories=None, page=99, page_size=1)
+    none = page.table_view(frame, branch_ids=None, categories=None, search="nope")
+    assert (first.page, first.pages, first.first, first.last, first.meters) == (1, 2, 1, 1, 2)
+    assert "deviation-cell-M1-" in first.grid.children
+    assert "deviation-cell-M2-" not in first.grid.children
+    assert "deviation-cell-M2-" in second.grid.children and second.first == 2
+    assert beyond.page == 2  # clamped to the last page
+    assert none.meters == 0 and none.pages == 1 and "No metering point" in none.summary
+    assert first.summary.startswith("2 metering points")  # all pages, not one
+
+
+@pytest.mark.parametrize(
+    ("trigger", "page", "expected"),
+    [
+        (None, 3, 3),  # first call: keep the page
+        ("deviation-page", 4, 4),
+        ("deviation-page-first", 4, 1),
+        ("deviation-page-prev", 4, 3),
+        ("deviation-page-next", 4, 5),
+        ("deviation-branch", 4, 1),  # a filter change starts again
+        ("deviation-page", None, 1),
+    ],
+)
+def test_deviation_pager_moves(
+    deviation_page: ModuleType, trigger: str | None, page: int | None, expected: int
+) -> None:
+    assert deviation_page.next_page(trigger, page) == expected
+    assert deviation_page.next_page("deviation-page-last", 1) > 10**6  # clamped by table_view
 
 
 def test_forecast_callback_draws_the_meter(filled: Store) -> None:
