@@ -160,3 +160,38 @@ def test_postgres_pipeline_matches_duckdb(pg_empty_dsn: str, small_simulation: P
         b = duck.read("cube").sort(key)
         assert a.select(key).equals(b.select(key))
         assert a.get_column("volume_m3").to_list() == pytest.approx(b.get_column("volume_m3").to_list())
+
+
+def test_serve_answers_on_its_port_and_stops_cleanly(demo: Path, tmp_path: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ}
+    env.pop("ASKUG_DSN", None)
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dashboards.cli", "--db", str(demo / "askug.duckdb"), "serve", "--port", str(port)],
+            stdout=sink, stderr=subprocess.STDOUT, env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+                    assert resp.status == 200
+                    assert "askug" in resp.read().decode()
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_dash-layout", timeout=5) as resp:
+                    assert resp.status == 200
+                break
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "askug serve did not answer within 60 s"
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
