@@ -74,7 +74,10 @@ def expected_consumption(
     """
     if freq not in ("hour", "day"):
         raise ValueError(f"freq must be 'hour' or 'day', got {freq!r}")
-    where = {"model": [model]} if model is not None else None
+    # The backcast is conditioned on observed temperatures; scenario runs add no backcast.
+    where: dict[str, list[str]] = {"scenario": ["observed"]}
+    if model is not None:
+        where["model"] = [model]
     rows = store.read(
         "forecasts",
         start=start,
@@ -100,7 +103,8 @@ def latest_backcast(forecasts: pl.DataFrame, *, freq: ExpectedFreq = "day") -> p
     ----------
     forecasts
         Rows of the ``forecasts`` table (at least ``meter_id``, ``ts``, ``model``,
-        ``cutoff``, ``volume_m3``, ``volume_m3_lo_80``, ``volume_m3_hi_80``; UTC).
+        ``cutoff``, ``volume_m3``, ``volume_m3_lo_80``, ``volume_m3_hi_80``; UTC).  If
+        it has a ``scenario`` column, only ``"observed"`` rows count.
     freq
         ``"hour"`` or ``"day"``, as in :func:`expected_consumption`.
 
@@ -110,6 +114,10 @@ def latest_backcast(forecasts: pl.DataFrame, *, freq: ExpectedFreq = "day") -> p
         The frame described in :func:`expected_consumption`.
     """
     backcast = forecasts.lazy().filter(pl.col("ts") < pl.col("cutoff"))
+    if "scenario" in forecasts.columns:
+        # Only the observed scenario has a backcast (what the model expected for the
+        # weather that happened); rows of other scenarios are horizon forecasts.
+        backcast = backcast.filter(pl.col("scenario") == "observed")
     latest = backcast.group_by("meter_id").agg(pl.col("cutoff").max())
     runs = (
         backcast.join(latest, on=["meter_id", "cutoff"])

@@ -149,10 +149,20 @@ def cmd_cube(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_forecast(args: argparse.Namespace, settings: Settings) -> None:
     from forecasting import run_forecasts
 
+    scenarios = getattr(args, "scenario", None) or ["observed"]
+    incremental = not getattr(args, "full", False)
     with _open(settings) as store, step("forecast") as progress:
-        frame = run_forecasts(store, horizon_hours=args.horizon, progress=progress)
+        frame = run_forecasts(
+            store, horizon_hours=args.horizon, scenarios=scenarios, incremental=incremental, progress=progress
+        )
     meters = frame.get_column("meter_id").n_unique() if frame.height else 0
-    done(f"{frame.height:,} hourly forecast/backcast values for {meters} metering points")
+    if frame.height == 0 and incremental:
+        done("forecasts are up to date: no new data since the last run (use --full to recompute)")
+        return
+    done(
+        f"{frame.height:,} hourly forecast/backcast values for {meters} metering points "
+        f"under {len(scenarios)} scenario(s): {', '.join(scenarios)}"
+    )
 
 
 def cmd_detect(args: argparse.Namespace, settings: Settings) -> None:
@@ -262,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("forecast", help="fit the heating-degree model per metering point; store backcast and forecast")
     p.add_argument("--horizon", type=_positive_int, default=48, help="forecast horizon in hours (default 48)")
+    p.add_argument(
+        "--scenario",
+        action="append",
+        default=None,
+        metavar="SCENARIO",
+        help="temperature scenario of the horizon, repeatable (default observed): observed, normal, "
+        "normal-5, observed+3, cold_snap:-25@2022-02-01+5d (on the normal year; add /observed for another base)",
+    )
+    p.add_argument(
+        "--full", action="store_true", help="recompute every metering point, not only those with new data"
+    )
     p.set_defaults(func=cmd_forecast)
 
     p = sub.add_parser("detect", help="run the GDP threshold rule and store alerts")

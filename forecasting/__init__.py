@@ -6,9 +6,46 @@ predictions follow the ``forecasts`` contract (UTC ``ts``, m³ at standard condi
 80 % prediction interval).  :func:`run_forecasts` does the whole round trip on a store.
 """
 
-from forecasting._base import METER_TEMPERATURE, Forecaster
+from forecasting._auto import AutoForecaster, auto
+from forecasting._backtest import (
+    DAY_AHEAD_HOURLY,
+    MONTH_AHEAD_DAILY,
+    BacktestResult,
+    backtest,
+)
+from forecasting._base import METER_TEMPERATURE, Forecaster, Freq
+from forecasting._baselines import SeasonalNaive, WeekdayHourMean
+from forecasting._datasets import (
+    DATASET_UNITS,
+    load_cambridge_gas,
+    load_de_market_area_daily,
+    load_uk_nts_daily,
+)
 from forecasting._hdd import HeatingDegreeRegression
+from forecasting._hierarchy import Hierarchy, aggregate, reconcile, summing_matrix
+from forecasting._metrics import (
+    coverage,
+    interval_width,
+    mae,
+    mase,
+    naive_scale,
+    rmse,
+    score,
+    smape,
+    wape,
+)
 from forecasting._run import run_forecasts
+from forecasting._scenarios import (
+    ColdSnap,
+    Scenario,
+    known_scenarios,
+    normal_year,
+    parse_scenario,
+    read_temperature_file,
+    register_scenario,
+    scenario_temperature,
+)
+from forecasting._slp import StandardLoadProfile
 from forecasting.errors import (
     ForecastingError,
     InsufficientHistoryError,
@@ -17,18 +54,55 @@ from forecasting.errors import (
     MissingTemperatureError,
     NotFittedError,
     UnknownMeterError,
+    UnknownScenarioError,
 )
 
 __all__ = [
+    "DATASET_UNITS",
+    "DAY_AHEAD_HOURLY",
     "METER_TEMPERATURE",
+    "MONTH_AHEAD_DAILY",
+    "AutoForecaster",
+    "BacktestResult",
+    "ColdSnap",
     "Forecaster",
     "ForecastingError",
+    "Freq",
     "HeatingDegreeRegression",
+    "Hierarchy",
     "InsufficientHistoryError",
     "InvalidInputError",
     "InvalidParameterError",
     "MissingTemperatureError",
     "NotFittedError",
+    "Scenario",
+    "SeasonalNaive",
+    "StandardLoadProfile",
     "UnknownMeterError",
+    "UnknownScenarioError",
+    "WeekdayHourMean",
+    "aggregate",
+    "auto",
+    "backtest",
+    "coverage",
+    "interval_width",
+    "known_scenarios",
+    "load_cambridge_gas",
+    "load_de_market_area_daily",
+    "load_uk_nts_daily",
+    "mae",
+    "mase",
+    "naive_scale",
+    "normal_year",
+    "parse_scenario",
+    "read_temperature_file",
+    "reconcile",
+    "register_scenario",
+    "rmse",
     "run_forecasts",
+    "scenario_temperature",
+    "score",
+    "smape",
+    "summing_matrix",
+    "wape",
 ]

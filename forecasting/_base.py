@@ -11,13 +11,14 @@ import abc
 import datetime as dt
 import inspect
 from collections.abc import Iterable
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self, get_args
 
 import numpy as np
 import polars as pl
 
 from forecasting.errors import (
     InvalidInputError,
+    InvalidParameterError,
     MissingTemperatureError,
     NotFittedError,
     UnknownMeterError,
@@ -26,6 +27,19 @@ from warehouse import CONSUMPTION, ContractError, TableSpec, validate_frame
 from warehouse._schemas import FORECASTS, UTC_TS
 
 HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+
+#: Sampling frequency of the frames an estimator learns from and predicts: ``"hour"``
+#: (``ts`` = UTC hour start, ``volume_m3`` = m³ in the hour) or ``"day"`` (``ts`` = UTC
+#: midnight, ``volume_m3`` = m³ in the UTC day, ``temperature_c`` = daily mean °C).
+Freq = Literal["hour", "day"]
+FREQS: tuple[str, ...] = get_args(Freq)
+#: Length of one step of each frequency.
+STEP: dict[str, dt.timedelta] = {"hour": HOUR, "day": DAY}
+#: Polars duration string of one step (``dt.truncate`` / ``datetime_range``).
+_EVERY: dict[str, str] = {"hour": "1h", "day": "1d"}
+#: Seconds per step (for integer step indices since the Unix epoch).
+STEP_SECONDS: dict[str, int] = {"hour": 3600, "day": 86400}
 
 #: The per-meter temperature frame :func:`warehouse.load_meter_temperature` returns:
 #: outdoor air temperature in °C at each metering point, one row per UTC hour start.
@@ -48,18 +62,26 @@ _PREDICTION_COLUMNS = (
 
 
 class Forecaster(abc.ABC):
-    """Base class of the hourly consumption forecasters.
+    """Base class of the consumption forecasters (hourly or daily).
 
     Subclasses set :attr:`alias` (the ``model`` value in the ``forecasts`` table),
     take keyword-only hyper-parameters in ``__init__`` and store them unchanged, and
     implement ``_fit`` and ``_predict``.  Learned state lives in attributes ending in
     ``_``; :attr:`cutoff_` and :attr:`skipped_` are set by every forecaster.
 
+    Every subclass takes the keyword-only hyper-parameter ``freq: Freq = "hour"`` and
+    stores it as ``self.freq``: ``"hour"`` learns and predicts hourly rows (``ts`` on
+    the UTC hour, m³ per hour), ``"day"`` daily rows (``ts`` at UTC midnight, m³ per
+    UTC day, ``temperature_c`` the daily mean in °C).  The base class checks that the
+    frames are on that grid, one step apart, and hands the hooks validated frames at
+    that frequency.
+
     Attributes
     ----------
     cutoff_ : datetime.datetime
-        End of the history seen by :meth:`fit` (UTC): the last hour it could use plus
-        one hour.  Rows at or after the cutoff are forecasts, before it backcasts.
+        End of the history seen by :meth:`fit` (UTC): the last step (hour or day) it
+        could use plus one step.  Rows at or after the cutoff are forecasts, before it
+        backcasts.
     meters_ : tuple of str
         Metering points the model was fitted for, sorted.
     skipped_ : dict of str to str
@@ -67,6 +89,8 @@ class Forecaster(abc.ABC):
     """
 
     alias: ClassVar[str]
+    #: Sampling frequency; subclasses take it as a keyword-only ``__init__`` argument.
+    freq: Freq = "hour"
 
     # Learned state, set by fit (declared for type checkers; absent before fit).
     cutoff_: dt.datetime
@@ -101,23 +125,24 @@ class Forecaster(abc.ABC):
         *,
         cutoff: dt.datetime | None = None,
     ) -> Self:
-        """Learn one model per metering point from hourly history.
+        """Learn one model per metering point from hourly (or daily) history.
 
         Parameters
         ----------
         consumption
-            The :data:`warehouse.CONSUMPTION` frame at hourly frequency: ``meter_id``,
-            ``ts`` (UTC hour start), ``volume_m3`` (m³ at standard conditions in the
-            hour; null = missing) and ``quality``.  Only ``valid`` hours with a value
-            are learned from.
+            The :data:`warehouse.CONSUMPTION` frame at the estimator's :attr:`freq`:
+            ``meter_id``, ``ts`` (UTC hour start, or UTC midnight for ``freq="day"``),
+            ``volume_m3`` (m³ at standard conditions in the hour or day; null =
+            missing) and ``quality``.  Only ``valid`` rows with a value are learned from.
         temperature
-            Hourly outdoor temperature per metering point: ``meter_id``, ``ts`` (UTC
-            hour start), ``temperature_c`` (°C), as
+            Outdoor temperature per metering point at the same frequency: ``meter_id``,
+            ``ts``, ``temperature_c`` (°C; the daily mean for ``freq="day"``), as
             :func:`warehouse.load_meter_temperature` returns it.  Rows at or after the
             cutoff are ignored here (pass them to :meth:`predict`).
         cutoff
-            End of the history (UTC, on the hour).  Consumption at or after it is
-            ignored.  Default: the last hour in ``consumption`` plus one hour.
+            End of the history (UTC, on the hour; at midnight for ``freq="day"``).
+            Consumption at or after it is ignored.  Default: the last ``ts`` in
+            ``consumption`` plus one step (hour or day).
 
         Returns
         -------
@@ -128,7 +153,8 @@ class Forecaster(abc.ABC):
         ------
         InvalidInputError
             A frame breaks its contract (missing or mistyped columns, naive datetimes,
-            timestamps not on the hour, repeated ``(meter_id, ts)``).
+            timestamps not on the hour / not at UTC midnight, rows of a meter closer or
+            never closer than one step, repeated ``(meter_id, ts)``).
         InvalidParameterError
             A hyper-parameter is out of range.
         InsufficientHistoryError
@@ -137,19 +163,22 @@ class Forecaster(abc.ABC):
         # A failed refit must not leave the previous fit's state behind.
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
+        freq = _check_freq(getattr(self, "freq", "hour"))
         self._validate_params()
-        consumption = _check_frame(consumption, CONSUMPTION, "consumption")
-        temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature")
+        consumption = _check_frame(consumption, CONSUMPTION, "consumption", freq=freq)
+        temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature", freq=freq)
+        _check_step(consumption, "consumption", freq)
+        _check_step(temperature, "temperature", freq)
         if consumption.height == 0:
             raise InvalidInputError(
-                "consumption: expected hourly history for at least one meter, got an empty "
-                "frame; load it with warehouse.load_consumption(store, freq='hour')"
+                f"consumption: expected {_ADJ[freq]} history for at least one meter, got an "
+                f"empty frame; load it with warehouse.load_consumption(store, freq='{freq}')"
             )
         if cutoff is None:
             last = consumption.get_column("ts").max()
             assert isinstance(last, dt.datetime)
-            cutoff = last + HOUR
-        cutoff = _check_instant(cutoff, "cutoff")
+            cutoff = last + STEP[freq]
+        cutoff = _check_instant(cutoff, "cutoff", freq)
         self.cutoff_ = cutoff
         self.skipped_ = {}
         self._fit(
@@ -165,27 +194,29 @@ class Forecaster(abc.ABC):
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
     ) -> pl.DataFrame:
-        """Expected hourly consumption with a prediction interval, given temperature.
+        """Expected consumption with a prediction interval, given temperature.
 
         Parameters
         ----------
         temperature
-            Hourly outdoor temperature per metering point (``meter_id``, ``ts`` UTC hour
-            start, ``temperature_c`` in °C).  One prediction is made per row.  Rows
-            before :attr:`cutoff_` give the backcast (the expected value of a past
-            hour), rows from the cutoff on give the forecast.
+            Outdoor temperature per metering point at the estimator's :attr:`freq`
+            (``meter_id``, ``ts`` UTC hour start or UTC midnight, ``temperature_c`` in
+            °C, the daily mean for ``freq="day"``).  One prediction is made per row.
+            Rows before :attr:`cutoff_` give the backcast (the expected value of a past
+            hour or day), rows from the cutoff on give the forecast.
         start, end
-            Optional horizon ``start <= ts < end`` (UTC, on the hour).  When given, every
-            meter in ``temperature`` must have a temperature for every hour of it (else
-            :class:`MissingTemperatureError`), and only those hours are predicted.
+            Optional horizon ``start <= ts < end`` (UTC, on the hour; at midnight for
+            ``freq="day"``).  When given, every meter in ``temperature`` must have a
+            temperature for every step of it (else :class:`MissingTemperatureError`),
+            and only those steps are predicted.
 
         Returns
         -------
         polars.DataFrame
             A frame valid against the ``forecasts`` contract: ``meter_id``, ``ts`` (UTC),
             ``model`` (:attr:`alias`), ``cutoff`` (:attr:`cutoff_`), ``volume_m3`` and the
-            interval bounds ``volume_m3_lo_80`` / ``volume_m3_hi_80`` (m³ in the hour,
-            never negative) and ``temperature_c``; sorted by meter and time.
+            interval bounds ``volume_m3_lo_80`` / ``volume_m3_hi_80`` (m³ in the hour or
+            day, never negative) and ``temperature_c``; sorted by meter and time.
 
         Raises
         ------
@@ -195,20 +226,21 @@ class Forecaster(abc.ABC):
             ``temperature`` names meters the model was not fitted for (see
             :attr:`skipped_`).
         MissingTemperatureError
-            A temperature is null, or absent for an hour of ``[start, end)``.
+            A temperature is null, or absent for a step of ``[start, end)``.
         """
         self._check_fitted()
-        temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature")
+        freq = _check_freq(getattr(self, "freq", "hour"))
+        temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature", freq=freq)
         if start is not None or end is not None:
             if start is None or end is None:
                 raise InvalidInputError(
                     "predict: got only one of start/end; pass both to predict a horizon, or "
                     "neither to predict every row of `temperature`"
                 )
-            start = _check_instant(start, "start")
-            end = _check_instant(end, "end")
-            temperature = _complete_horizon(temperature, start, end)
-        _check_no_null_temperature(temperature)
+            start = _check_instant(start, "start", freq)
+            end = _check_instant(end, "end", freq)
+            temperature = _complete_horizon(temperature, start, end, freq)
+        _check_no_null_temperature(temperature, freq)
         self._check_known_meters(temperature.get_column("meter_id").unique())
         if temperature.height == 0:
             return pl.DataFrame(schema=FORECASTS.schema)
@@ -270,7 +302,22 @@ class Forecaster(abc.ABC):
 # --- input checks (shared by every forecaster) -----------------------------------------------
 
 
-def _check_frame(frame: pl.DataFrame, contract: TableSpec, what: str) -> pl.DataFrame:
+_ADJ: dict[str, str] = {"hour": "hourly", "day": "daily"}
+_GRID: dict[str, str] = {"hour": "at the start of a UTC hour", "day": "at UTC midnight"}
+_OFF: dict[str, str] = {"hour": "not on the hour", "day": "not at UTC midnight"}
+
+
+def _check_freq(freq: object) -> Freq:
+    if freq not in FREQS:
+        raise InvalidParameterError(
+            f"freq: expected one of {list(FREQS)} (hourly or daily rows), got {freq!r}"
+        )
+    return freq  # type: ignore[return-value]
+
+
+def _check_frame(
+    frame: pl.DataFrame, contract: TableSpec, what: str, *, freq: Freq = "hour"
+) -> pl.DataFrame:
     if not isinstance(frame, pl.DataFrame):
         raise InvalidInputError(
             f"{what}: expected a polars.DataFrame with columns {list(contract.schema)}, "
@@ -286,13 +333,14 @@ def _check_frame(frame: pl.DataFrame, contract: TableSpec, what: str) -> pl.Data
         out = validate_frame(frame, contract)
     except ContractError as exc:
         raise InvalidInputError(f"{what}: expected columns {dict(contract.schema)}; {exc}") from exc
-    off_hour = out.filter(pl.col("ts") != pl.col("ts").dt.truncate("1h"))
-    if off_hour.height:
-        sample = off_hour.get_column("ts").head(3).to_list()
+    off_grid = out.filter(pl.col("ts") != pl.col("ts").dt.truncate(_EVERY[freq]))
+    if off_grid.height:
+        sample = off_grid.get_column("ts").head(3).to_list()
+        hint = "; is it hourly data? then use freq='hour'" if freq == "day" else ""
         raise InvalidInputError(
-            f"{what}: expected hourly rows with ts at the start of a UTC hour, but "
-            f"{off_hour.height} row(s) are not on the hour, e.g. {sample}; aggregate to hours "
-            f"first (warehouse.load_consumption(store, freq='hour') returns hourly rows)"
+            f"{what}: expected {_ADJ[freq]} rows with ts {_GRID[freq]} (freq={freq!r}), but "
+            f"{off_grid.height} row(s) are {_OFF[freq]}, e.g. {sample}{hint}; aggregate first "
+            f"(warehouse.load_consumption(store, freq='{freq}') returns {_ADJ[freq]} rows)"
         )
     # Sorted by (meter_id, ts) is what the rest of the code wants anyway; checking that
     # the order is strict is far cheaper than hashing (meter_id, ts) pairs.
@@ -308,22 +356,63 @@ def _check_frame(frame: pl.DataFrame, contract: TableSpec, what: str) -> pl.Data
     return out
 
 
+def _check_step(frame: pl.DataFrame, what: str, freq: Freq) -> None:
+    """Rows of a meter must be one step apart where they are adjacent.
+
+    Gaps (absent rows) are allowed, so the check is on the *smallest* step between
+    consecutive rows of the same meter over the whole frame: a frame whose closest
+    rows are 1 day apart given to an hourly model is daily data in the wrong place.
+    Expects a frame sorted by ``(meter_id, ts)`` (as :func:`_check_frame` returns).
+    """
+    if frame.height < 2:
+        return
+    m, t = pl.col("meter_id"), pl.col("ts")
+    smallest = frame.select(
+        (t - t.shift(1)).filter(m == m.shift(1)).min().dt.total_seconds().alias("s")
+    ).item()
+    if smallest is None or smallest == STEP_SECONDS[freq]:
+        return
+    got = _fmt_step(int(smallest))
+    other = [f for f in FREQS if STEP_SECONDS[f] == smallest]
+    hint = (
+        f"; it looks like {_ADJ[other[0]]} data: pass freq={other[0]!r}"
+        if other
+        else f"; resample to {_ADJ[freq]} rows first"
+    )
+    raise InvalidInputError(
+        f"{what}: expected {_ADJ[freq]} rows one step "
+        f"({_fmt_step(STEP_SECONDS[freq])}) apart (freq={freq!r}), "
+        f"but the closest rows of any meter are {got} apart{hint}"
+    )
+
+
+def _fmt_step(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+    return f"{seconds} s"
+
+
 def _strictly_sorted(frame: pl.DataFrame) -> bool:
     m, t = pl.col("meter_id"), pl.col("ts")
     ok = (m > m.shift(1)) | ((m == m.shift(1)) & (t > t.shift(1)))
     return bool(frame.select(ok.slice(1).all()).item())
 
 
-def encode(frame: pl.DataFrame, meters: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    frame: pl.DataFrame, meters: list[str], *, freq: Freq = "hour"
+) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes of ``meter_id`` (its index in the sorted list ``meters``) and
-    hours since the Unix epoch of ``ts``; numpy arrays, one per row.
+    steps since the Unix epoch of ``ts`` (hours, or days for ``freq="day"``); numpy
+    arrays, one per row.
 
     Every ``meter_id`` of ``frame`` must be in ``meters``.  Integers instead of
     (string, datetime) pairs make alignment of big frames a sorted-array search.
     """
     enc = frame.select(
         pl.col("meter_id").cast(pl.Enum(meters)).to_physical().cast(pl.Int64).alias("code"),
-        (pl.col("ts").dt.epoch("s") // 3600).alias("hour"),
+        (pl.col("ts").dt.epoch("s") // STEP_SECONDS[freq]).alias("hour"),
     )
     code: np.ndarray = enc.get_column("code").to_numpy()
     hour: np.ndarray = enc.get_column("hour").to_numpy()
@@ -335,7 +424,7 @@ def row_keys(code: np.ndarray, hour: np.ndarray) -> np.ndarray:
     return np.asarray(code * (1 << 34) + (hour + (1 << 33)), dtype=np.int64)
 
 
-def _check_instant(value: dt.datetime, what: str) -> dt.datetime:
+def _check_instant(value: dt.datetime, what: str, freq: Freq = "hour") -> dt.datetime:
     if not isinstance(value, dt.datetime):
         raise InvalidInputError(
             f"{what}: expected a datetime.datetime in UTC, got {type(value).__name__}"
@@ -348,51 +437,67 @@ def _check_instant(value: dt.datetime, what: str) -> dt.datetime:
     value = value.astimezone(dt.UTC)
     if value != value.replace(minute=0, second=0, microsecond=0):
         raise InvalidInputError(f"{what}: expected the start of an hour, got {value.isoformat()}")
+    if freq == "day" and value.hour != 0:
+        raise InvalidInputError(
+            f"{what}: expected UTC midnight (freq='day'), got {value.isoformat()}; use "
+            f"{value.replace(hour=0).isoformat()} (the start of that UTC day)"
+        )
     return value
 
 
 def _complete_horizon(
-    temperature: pl.DataFrame, start: dt.datetime, end: dt.datetime
+    temperature: pl.DataFrame, start: dt.datetime, end: dt.datetime, freq: Freq = "hour"
 ) -> pl.DataFrame:
-    """Restrict to ``[start, end)`` and insert null rows for absent hours of each meter."""
+    """Restrict to ``[start, end)`` and insert null rows for absent steps of each meter."""
     if end <= start:
         raise InvalidInputError(f"predict: expected start < end, got start={start}, end={end}")
     meters = temperature.select("meter_id").unique()
     hours = pl.DataFrame(
-        {"ts": pl.datetime_range(start, end, "1h", closed="left", time_zone="UTC", eager=True)}
+        {
+            "ts": pl.datetime_range(
+                start, end, _EVERY[freq], closed="left", time_zone="UTC", eager=True
+            )
+        }
     )
     grid = meters.join(hours.with_columns(pl.col("ts").dt.cast_time_unit("us")), how="cross")
     return grid.join(temperature, on=["meter_id", "ts"], how="left")
 
 
-def _check_no_null_temperature(temperature: pl.DataFrame) -> None:
+def _check_no_null_temperature(temperature: pl.DataFrame, freq: Freq = "hour") -> None:
     gaps = temperature.filter(pl.col("temperature_c").is_null() | pl.col("temperature_c").is_nan())
     if gaps.height == 0:
         return
     per_meter = gaps.group_by("meter_id").agg(pl.col("ts").sort()).sort("meter_id")
-    lines = [f"{m}: {describe_hours(ts)}" for m, ts in per_meter.head(5).iter_rows()]
+    lines = [
+        f"{m}: {describe_hours(ts, step=STEP[freq])}" for m, ts in per_meter.head(5).iter_rows()
+    ]
     more = f"; and {per_meter.height - 5} more meter(s)" if per_meter.height > 5 else ""
+    unit = freq  # "hour" / "day"
     raise MissingTemperatureError(
-        f"expected an outdoor temperature for every hour to forecast, but {gaps.height} hour(s) "
-        f"of {per_meter.height} meter(s) have none — {'; '.join(lines)}{more}. Load the weather "
+        f"expected an outdoor temperature for every {unit} to forecast, but {gaps.height} "
+        f"{unit}(s) of {per_meter.height} meter(s) have none — {'; '.join(lines)}{more}. Load the weather "
         f"forecast for these hours into the `weather` table (the meter's branch weather station), "
         f"or shorten the horizon"
     )
 
 
-def describe_hours(hours: Iterable[dt.datetime], *, limit: int = 3) -> str:
-    """Compact text for a sorted list of UTC hours: consecutive hours become one range."""
+def describe_hours(
+    hours: Iterable[dt.datetime], *, limit: int = 3, step: dt.timedelta = HOUR
+) -> str:
+    """Compact text for a sorted list of UTC hours (or days, with ``step=DAY``):
+    consecutive steps become one range."""
     ranges: list[tuple[dt.datetime, dt.datetime]] = []
     for h in hours:
-        if ranges and h - ranges[-1][1] == HOUR:
+        if ranges and h - ranges[-1][1] == step:
             ranges[-1] = (ranges[-1][0], h)
         else:
             ranges.append((h, h))
     fmt = "%Y-%m-%d %H:%M"
+    unit = "h" if step == HOUR else "d" if step == DAY else f"x {step}"
     parts = [
         f"{a.strftime(fmt)}Z"
         if a == b
-        else f"{a.strftime(fmt)}Z..{b.strftime(fmt)}Z ({(b - a) // HOUR + 1} h)"
+        else f"{a.strftime(fmt)}Z..{b.strftime(fmt)}Z ({(b - a) // step + 1} {unit})"
         for a, b in ranges[:limit]
     ]
     if len(ranges) > limit:

@@ -11,6 +11,10 @@ last hour's), ``day_type`` is weekday/weekend and ``hour`` the hour of the day i
 ``time_zone``.  ``base`` is the balance-point temperature below which the building
 heats; ``slope`` is m³/h per kelvin below it.
 
+With ``freq="day"`` the model is fitted on daily rows (m³ per UTC day against the
+daily mean temperature): the profile layer is then only weekday/weekend (of the UTC
+day), and the smoothing window is ``max(1, round(smoothing_hours / 24))`` days.
+
 Everything is fitted for all meters at once with numpy group sums (``np.bincount``):
 the profile is a set of group intercepts, so the slope follows from the within-group
 (Frisch–Waugh–Lovell) sums, and the grid search over ``base`` reuses cumulative sums
@@ -26,7 +30,7 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import polars as pl
 
-from forecasting._base import HOUR, Forecaster, encode, row_keys
+from forecasting._base import STEP, Forecaster, Freq, encode, row_keys
 from forecasting.errors import InsufficientHistoryError, InvalidParameterError
 
 #: Candidate balance-point temperatures (°C) of the grid search.
@@ -36,8 +40,9 @@ BASE_GRID_C: Final = np.round(np.arange(5.0, 22.0 + 1e-9, 0.5), 2)
 BASE_PRIOR_C: Final = 15.5
 #: Day-level folds for the out-of-fold residuals the intervals are calibrated on.
 N_FOLDS: Final = 5
-#: Profile cells: 24 hours x (weekday, weekend).
+#: Profile cells: 24 hours x (weekday, weekend); daily models use (weekday, weekend).
 N_GROUPS: Final = 48
+N_GROUPS_DAY: Final = 2
 #: The interval half-widths scale with ``predicted + SCALE_FLOOR * mean volume`` so
 #: they widen with the level without collapsing to zero at night.
 SCALE_FLOOR: Final = 0.1
@@ -62,7 +67,10 @@ class HeatingDegreeRegression(Forecaster):
         cutoff are skipped (see ``skipped_``); the others are fitted.
     time_zone
         IANA zone in which the hour of day and weekday/weekend of the profile are taken
-        (input and output stay UTC).
+        (input and output stay UTC).  Daily models take the weekday of the UTC day.
+    freq
+        ``"hour"`` (hourly rows, hour-of-day profile) or ``"day"`` (daily rows: m³ per
+        UTC day against the daily mean temperature, weekday/weekend levels only).
 
     Attributes
     ----------
@@ -100,12 +108,14 @@ class HeatingDegreeRegression(Forecaster):
         interval: float = 0.8,
         min_history_hours: int = 7 * 24,
         time_zone: str = "UTC",
+        freq: Freq = "hour",
     ) -> None:
         self.base_temperature_c = base_temperature_c
         self.smoothing_hours = smoothing_hours
         self.interval = interval
         self.min_history_hours = min_history_hours
         self.time_zone = time_zone
+        self.freq = freq
 
     # --- parameters ---------------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -147,6 +157,8 @@ class HeatingDegreeRegression(Forecaster):
         """
         if hour.size == 0:
             return np.zeros(0, dtype=np.int64)
+        if self.freq == "day":  # days since the epoch; 1970-01-01 was a Thursday
+            return np.asarray((hour + 3) % 7 >= 5, dtype=np.int64)
         lo, hi = int(hour.min()), int(hour.max())
         span = pl.Series("ts", np.arange(lo, hi + 1, dtype=np.int64) * 3_600_000_000)
         local = (
@@ -159,12 +171,28 @@ class HeatingDegreeRegression(Forecaster):
         ).to_numpy()
         return np.asarray(table[hour - lo], dtype=np.int64)
 
+    def _window(self) -> int:
+        """Smoothing window in steps of :attr:`freq`."""
+        if self.freq == "day":
+            return max(1, round(self.smoothing_hours / 24))
+        return self.smoothing_hours
+
+    def _min_steps(self) -> int:
+        """Usable rows a meter needs, in steps of :attr:`freq`."""
+        if self.freq == "day":
+            return max(1, math.ceil(self.min_history_hours / 24))
+        return self.min_history_hours
+
+    def _n_groups(self) -> int:
+        return N_GROUPS_DAY if self.freq == "day" else N_GROUPS
+
     # --- fit ----------------------------------------------------------------------------
     def _fit(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> None:
         temperature = temperature.filter(
             pl.col("temperature_c").is_not_null() & pl.col("temperature_c").is_not_nan()
         )
-        tail_from = self.cutoff_ - (self.smoothing_hours - 1) * HOUR
+        window = self._window()
+        tail_from = self.cutoff_ - (window - 1) * STEP[self.freq]
         self.temperature_tail_ = temperature.filter(pl.col("ts") >= tail_from)
         in_consumption = consumption.get_column("meter_id").unique()
         names = (
@@ -175,18 +203,18 @@ class HeatingDegreeRegression(Forecaster):
         )
 
         # Smoothed temperature of every (meter, hour), aligned to the usable consumption rows.
-        t_code, t_hour = encode(temperature, names)
+        t_code, t_hour = encode(temperature, names, freq=self.freq)
         t_key, t_smooth = _smooth(
             row_keys(t_code, t_hour),
             temperature.get_column("temperature_c").to_numpy(),
-            self.smoothing_hours,
+            window,
         )
         usable = consumption.filter(
             pl.col("volume_m3").is_not_null()
             & pl.col("volume_m3").is_not_nan()
             & (pl.col("quality") == "valid")
         )
-        c_code, c_hour = encode(usable, names)
+        c_code, c_hour = encode(usable, names, freq=self.freq)
         y = usable.get_column("volume_m3").to_numpy()
         c_key = row_keys(c_code, c_hour)
         if np.array_equal(c_key, t_key):  # the usual case: same meters and hours
@@ -200,7 +228,9 @@ class HeatingDegreeRegression(Forecaster):
         has_temp = np.bincount(t_code, minlength=len(names)) > 0
         considered = np.zeros(len(names), dtype=bool)
         considered[np.searchsorted(names, in_consumption.to_list())] = True
-        for i in np.flatnonzero(considered & (hours_per < self.min_history_hours)):
+        need = self._min_steps()
+        unit = self.freq
+        for i in np.flatnonzero(considered & (hours_per < need)):
             if not has_temp[i]:
                 self.skipped_[names[i]] = (
                     "no outdoor temperature before the cutoff; link its branch to a weather "
@@ -208,15 +238,16 @@ class HeatingDegreeRegression(Forecaster):
                 )
             else:
                 self.skipped_[names[i]] = (
-                    f"only {hours_per[i]} usable hour(s) (valid volume with a temperature) before "
-                    f"{self.cutoff_.isoformat()}, needs min_history_hours={self.min_history_hours}"
+                    f"only {hours_per[i]} usable {unit}(s) (valid volume with a temperature) "
+                    f"before {self.cutoff_.isoformat()}, needs {need} "
+                    f"(min_history_hours={self.min_history_hours})"
                 )
-        fitted = np.flatnonzero(considered & (hours_per >= self.min_history_hours))
+        fitted = np.flatnonzero(considered & (hours_per >= need))
         if fitted.size == 0:
             best = int(hours_per[considered].max()) if considered.any() else 0
             raise InsufficientHistoryError(
-                f"{type(self).__name__}: expected at least min_history_hours="
-                f"{self.min_history_hours} usable hours (valid volume with a temperature) per "
+                f"{type(self).__name__}: expected at least {need} usable {unit}s "
+                f"(min_history_hours={self.min_history_hours}; valid volume with a temperature) per "
                 f"meter, but the best of {int(considered.sum())} meter(s) has {best}; load more "
                 f"history, check that the weather table covers it, or lower min_history_hours"
             )
@@ -229,17 +260,18 @@ class HeatingDegreeRegression(Forecaster):
             keep = m >= 0
             m, y, ts, c_hour = m[keep], y[keep], ts[keep], c_hour[keep]
         g = self._groups(c_hour)
-        fold = (c_hour // 24) % N_FOLDS
+        ng = self._n_groups()
+        fold = (c_hour // (24 if self.freq == "hour" else 1)) % N_FOLDS
 
         if self.base_temperature_c is None:
-            base = _grid_search_base(m, g, y, ts, n_meters)
+            base = _grid_search_base(m, g, y, ts, n_meters, ng)
         else:
             base = np.full(n_meters, float(self.base_temperature_c))
         x = np.maximum(0.0, base[m] - ts)
-        key = m * N_GROUPS + g
-        size = n_meters * N_GROUPS
+        key = m * ng + g
+        size = n_meters * ng
         stats = _group_stats(key, x, y, size)
-        slope, profile = _solve(stats, n_meters)
+        slope, profile = _solve(stats, n_meters, ng)
         hours = np.bincount(m, minlength=n_meters)
         resid_in = y - (profile[key] + slope[m] * x)
         rmse = np.sqrt(np.bincount(m, weights=resid_in**2, minlength=n_meters) / hours)
@@ -251,7 +283,7 @@ class HeatingDegreeRegression(Forecaster):
         profiles = np.empty((N_FOLDS, size))
         for f in range(N_FOLDS):
             rest = {k: v - fold_stats[k][f * size : (f + 1) * size] for k, v in stats.items()}
-            slopes[f], profiles[f] = _solve(rest, n_meters)
+            slopes[f], profiles[f] = _solve(rest, n_meters, ng)
         oof = np.maximum(profiles[fold, key] + slopes[fold, m] * x, 0.0)
         scale = SCALE_FLOOR * np.bincount(m, weights=np.abs(y), minlength=n_meters) / hours + 1e-9
         z = (y - oof) / (oof + scale[m])
@@ -278,12 +310,14 @@ class HeatingDegreeRegression(Forecaster):
                 "q_hi": q.get_column("q_hi").to_numpy(),
             }
         )
-        cells = np.arange(N_GROUPS)
+        cells = np.arange(ng)
         self.profile_ = pl.DataFrame(
             {
-                "meter_id": np.repeat(meter_ids.to_numpy(), N_GROUPS),
-                "day_type": np.tile(np.where(cells >= 24, "weekend", "weekday"), n_meters),
-                "hour": np.tile(cells % 24, n_meters).astype(np.int8),
+                "meter_id": np.repeat(meter_ids.to_numpy(), ng),
+                "day_type": np.tile(np.where(cells >= ng // 2, "weekend", "weekday"), n_meters),
+                "hour": np.tile(cells % (ng // 2) if ng > 2 else cells * 0, n_meters).astype(
+                    np.int8
+                ),
                 "volume_m3": profile,
             }
         )
@@ -291,11 +325,11 @@ class HeatingDegreeRegression(Forecaster):
     # --- predict ------------------------------------------------------------------------
     def _predict(self, temperature: pl.DataFrame) -> pl.DataFrame:
         names = list(self.meters_)
-        code, hour = encode(temperature, names)
+        code, hour = encode(temperature, names, freq=self.freq)
         # The smoothing window of the first hours reaches back into the history (the
         # stored tail); a temperature given here wins over the tail for the same hour.
         tail = self.temperature_tail_.filter(pl.col("meter_id").is_in(names))
-        tail_code, tail_hour = encode(tail, names)
+        tail_code, tail_hour = encode(tail, names, freq=self.freq)
         keys = np.concatenate([row_keys(code, hour), row_keys(tail_code, tail_hour)])
         values = np.concatenate(
             [
@@ -307,7 +341,7 @@ class HeatingDegreeRegression(Forecaster):
         first = np.ones(order.size, dtype=bool)
         first[1:] = keys[order[1:]] != keys[order[:-1]]
         order = order[first]
-        _, smooth_sorted = _smooth(keys[order], values[order], self.smoothing_hours, presorted=True)
+        _, smooth_sorted = _smooth(keys[order], values[order], self._window(), presorted=True)
         mine = order < code.size
         t_smooth = np.empty(code.size)
         t_smooth[order[mine]] = smooth_sorted[mine]
@@ -316,7 +350,9 @@ class HeatingDegreeRegression(Forecaster):
         base = coef.get_column("base_temperature_c").to_numpy()[code]
         slope = coef.get_column("slope_m3_per_k").to_numpy()[code]
         scale = coef.get_column("scale_m3").to_numpy()[code]
-        profile = self.profile_.get_column("volume_m3").to_numpy().reshape(len(names), N_GROUPS)
+        profile = (
+            self.profile_.get_column("volume_m3").to_numpy().reshape(len(names), self._n_groups())
+        )
         expected = np.maximum(
             profile[code, self._groups(hour)] + slope * np.maximum(0.0, base - t_smooth), 0.0
         )
@@ -369,35 +405,44 @@ def _group_stats(key: np.ndarray, x: np.ndarray, y: np.ndarray, size: int) -> di
     }
 
 
-def _within(stats: dict[str, Any], n_meters: int) -> tuple[np.ndarray, np.ndarray]:
+def _within(
+    stats: dict[str, Any], n_meters: int, n_groups: int = N_GROUPS
+) -> tuple[np.ndarray, np.ndarray]:
     """Within-cell ``Σ(x-x̄)²`` and ``Σ(x-x̄)(y-ȳ)`` per meter."""
     n = stats["n"]
     inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
     sx = stats["sx"]
-    denom = (stats["sxx"] - sx * sx * inv).reshape(n_meters, N_GROUPS).sum(axis=1)
-    num = (stats["sxy"] - sx * stats["sy"] * inv).reshape(n_meters, N_GROUPS).sum(axis=1)
+    denom = (stats["sxx"] - sx * sx * inv).reshape(n_meters, n_groups).sum(axis=1)
+    num = (stats["sxy"] - sx * stats["sy"] * inv).reshape(n_meters, n_groups).sum(axis=1)
     return denom, num
 
 
-def _solve(stats: dict[str, np.ndarray], n_meters: int) -> tuple[np.ndarray, np.ndarray]:
+def _solve(
+    stats: dict[str, np.ndarray], n_meters: int, n_groups: int = N_GROUPS
+) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares slope (clipped at 0: gas use does not fall as it gets colder) and
     per-cell intercepts; an empty cell takes the meter's mean intercept."""
-    denom, num = _within(stats, n_meters)
-    ok = denom > 1e-9 * (1.0 + stats["sxx"].reshape(n_meters, N_GROUPS).sum(axis=1))
+    denom, num = _within(stats, n_meters, n_groups)
+    ok = denom > 1e-9 * (1.0 + stats["sxx"].reshape(n_meters, n_groups).sum(axis=1))
     slope = np.where(ok, np.maximum(num, 0.0) / np.where(ok, denom, 1.0), 0.0)
     n = stats["n"]
-    slope_cell = np.repeat(slope, N_GROUPS)
+    slope_cell = np.repeat(slope, n_groups)
     resid_sum = stats["sy"] - slope_cell * stats["sx"]
     with np.errstate(invalid="ignore", divide="ignore"):
         profile = resid_sum / n
-        meter_n = n.reshape(n_meters, N_GROUPS).sum(axis=1)
-        meter_mean = resid_sum.reshape(n_meters, N_GROUPS).sum(axis=1) / meter_n
-    profile = np.where(n > 0, profile, np.repeat(np.nan_to_num(meter_mean), N_GROUPS))
+        meter_n = n.reshape(n_meters, n_groups).sum(axis=1)
+        meter_mean = resid_sum.reshape(n_meters, n_groups).sum(axis=1) / meter_n
+    profile = np.where(n > 0, profile, np.repeat(np.nan_to_num(meter_mean), n_groups))
     return slope, profile
 
 
 def _grid_search_base(
-    m: np.ndarray, g: np.ndarray, y: np.ndarray, ts: np.ndarray, n_meters: int
+    m: np.ndarray,
+    g: np.ndarray,
+    y: np.ndarray,
+    ts: np.ndarray,
+    n_meters: int,
+    n_groups: int = N_GROUPS,
 ) -> np.ndarray:
     """Balance point per meter minimising the squared error over :data:`BASE_GRID_C`.
 
@@ -407,13 +452,13 @@ def _grid_search_base(
     the rows once by the grid interval they fall in makes the whole search one pass.
     """
     grid = BASE_GRID_C
-    size = n_meters * N_GROUPS
-    key = m * N_GROUPS + g
+    size = n_meters * n_groups
+    key = m * n_groups + g
     n = np.bincount(key, minlength=size).astype(np.float64)
     sy = np.bincount(key, weights=y, minlength=size)
     syy = np.bincount(key, weights=y * y, minlength=size)
     inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
-    syy_within = (syy - sy * sy * inv).reshape(n_meters, N_GROUPS).sum(axis=1)
+    syy_within = (syy - sy * sy * inv).reshape(n_meters, n_groups).sum(axis=1)
 
     slot = np.searchsorted(grid, ts, side="right")  # first candidate strictly above ts
     order = np.argsort(slot, kind="stable")
@@ -436,8 +481,8 @@ def _grid_search_base(
             "sxy": b * acc["y"] - acc["ty"],
             "sy": sy,
         }
-        denom, num = _within(stats, n_meters)
-        ok = (denom > 1e-9 * (1.0 + stats["sxx"].reshape(n_meters, N_GROUPS).sum(axis=1))) & (
+        denom, num = _within(stats, n_meters, n_groups)
+        ok = (denom > 1e-9 * (1.0 + stats["sxx"].reshape(n_meters, n_groups).sum(axis=1))) & (
             num > 0
         )
         gain = np.where(ok, num * num / np.where(ok, denom, 1.0), 0.0)

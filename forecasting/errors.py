@@ -38,3 +38,7 @@ class MissingTemperatureError(ForecastingError):
 
 class UnknownMeterError(ForecastingError):
     """A meter was asked for that the model did not fit (never seen, or skipped in ``fit``)."""
+
+
+class UnknownScenarioError(InvalidParameterError):
+    """A temperature scenario name or spelling is unknown (the message lists the known ones)."""

@@ -1,5 +1,6 @@
-"""Data shipped in ``ingest/_data``: the Bedford hourly temperature and the BDEW gas
-standard-load-profile parameters (see ``_data/LICENCE_AND_ATTRIBUTION.md``)."""
+"""Data shipped in ``ingest/_data``: the Bedford hourly temperature (see
+``_data/LICENCE_AND_ATTRIBUTION.md``); and views of the BDEW gas standard-load-profile
+parameters, which ``warehouse`` ships (``warehouse/_data``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Final
 
 import numpy as np
 import polars as pl
+
+from warehouse import slp_hour_factors, slp_sigmoid_parameters, slp_weekday_factors
 
 STATION_ID: Final = "bedford"
 #: First and last hour of the shipped temperature series (UTC).
@@ -58,9 +61,8 @@ def temperature_band(daily_mean_c: np.ndarray) -> np.ndarray:
     return band
 
 
-@functools.cache
 def _sigmoids() -> pl.DataFrame:
-    return pl.read_csv(_data_path("shlp_sigmoid_factors.csv.gz"))
+    return slp_sigmoid_parameters()
 
 
 def sigmoid_parameters(shlp_type: str, building_class: int = 0, *, wind_impact: int = 0) -> tuple[float, ...]:
@@ -85,16 +87,15 @@ def sigmoid(temperature_c: np.ndarray, params: tuple[float, ...]) -> np.ndarray:
 @functools.cache
 def weekday_factors(shlp_type: str) -> np.ndarray:
     """Seven BDEW weekday factors, Monday first."""
-    frame = pl.read_csv(_data_path("shlp_weekday_factors.csv.gz"))
-    values = frame.filter(pl.col("shlp_type") == shlp_type).get_column("wochentagsfaktor").to_numpy()
+    frame = slp_weekday_factors()
+    values = frame.filter(pl.col("shlp_type") == shlp_type).sort("weekday").get_column("factor").to_numpy()
     if values.shape[0] != 7:
         raise KeyError(f"no BDEW weekday factors for {shlp_type}")
     return values.astype(np.float64)
 
 
-@functools.cache
 def _hour_table() -> pl.DataFrame:
-    return pl.read_csv(_data_path("shlp_hour_factors.csv.gz"))
+    return slp_hour_factors()
 
 
 @functools.cache

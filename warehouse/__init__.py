@@ -7,6 +7,13 @@ Only this package talks SQL.  Callers exchange validated long-format Polars fram
 from warehouse._access import load_consumption, load_meter_temperature, load_meters
 from warehouse._cube import LEVELS as CUBE_LEVELS
 from warehouse._cube import CubeSummary, build_cube, cube_from_frames, read_cube
+from warehouse._reference import (
+    SLP_TEMPERATURE_BANDS_C,
+    slp_hour_factors,
+    slp_sigmoid_parameters,
+    slp_temperature_band,
+    slp_weekday_factors,
+)
 from warehouse._schemas import (
     CATEGORIES,
     CHANNELS,
@@ -38,6 +45,7 @@ __all__ = [
     "QUALITY_CODES",
     "REFERENCE_TABLES",
     "SCHEMA_VERSION",
+    "SLP_TEMPERATURE_BANDS_C",
     "TABLES",
     "ContractError",
     "CubeSummary",
@@ -55,6 +63,10 @@ __all__ = [
     "load_meters",
     "open_store",
     "read_cube",
+    "slp_hour_factors",
+    "slp_sigmoid_parameters",
+    "slp_temperature_band",
+    "slp_weekday_factors",
     "spec",
     "validate_frame",
 ]

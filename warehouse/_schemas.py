@@ -75,6 +75,9 @@ class TableSpec:
         String columns restricted to a closed set of values.
     doc
         One line for the docs: what a row is.
+    defaults
+        Values of required columns that a frame may leave out (added as a literal by
+        :func:`validate_frame`); a column that is present but null is still an error.
     """
 
     name: str
@@ -83,6 +86,7 @@ class TableSpec:
     required: tuple[str, ...] = ()
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     doc: str = ""
+    defaults: dict[str, object] = field(default_factory=dict)
 
     @property
     def not_null(self) -> tuple[str, ...]:
@@ -97,8 +101,9 @@ def _spec(
     required: tuple[str, ...] = (),
     choices: dict[str, tuple[str, ...]] | None = None,
     doc: str = "",
+    defaults: dict[str, object] | None = None,
 ) -> TableSpec:
-    return TableSpec(name, pl.Schema(columns), key, required, choices or {}, doc)
+    return TableSpec(name, pl.Schema(columns), key, required, choices or {}, doc, defaults or {})
 
 
 # --- reference data (the enterprise) ------------------------------------------------
@@ -302,6 +307,9 @@ EVENTS = _spec(
     doc="An event a telemetry unit logged.",
 )
 
+#: The temperature scenario of backcasts and of forecasts on the weather table as is.
+OBSERVED_SCENARIO: Final = "observed"
+
 FORECASTS = _spec(
     "forecasts",
     {
@@ -309,14 +317,21 @@ FORECASTS = _spec(
         "ts": UTC_TS,
         "model": pl.String,
         "cutoff": UTC_TS,  # last history instant the model saw; ts < cutoff is a backcast
+        # temperature scenario the row was conditioned on: "observed" (the weather
+        # table: observations and any loaded weather forecast; every backcast row),
+        # "normal", "normal-5", "cold_snap:-25@2022-02-01+5d", … (forecasting.Scenario)
+        "scenario": pl.String,
         "volume_m3": pl.Float64,
         "volume_m3_lo_80": pl.Float64,
         "volume_m3_hi_80": pl.Float64,
         "temperature_c": pl.Float64,  # temperature the forecast was conditioned on
     },
-    ("meter_id", "ts", "model", "cutoff"),
+    ("meter_id", "ts", "model", "cutoff", "scenario"),
     required=("volume_m3",),
-    doc="Expected hourly consumption with an 80 % prediction interval.",
+    # Frames from before scenarios existed (and Forecaster.predict) carry no scenario:
+    # they were conditioned on the weather table, i.e. the observed scenario.
+    defaults={"scenario": OBSERVED_SCENARIO},
+    doc="Expected consumption (per hour or day) under a temperature scenario, 80 % interval.",
 )
 
 ALERTS = _spec(
@@ -425,7 +440,9 @@ def validate_frame(
     ----------
     frame
         The frame to check.  Extra columns are dropped; absent nullable columns are
-        added as nulls; time columns must be time-zone aware (converted to UTC).
+        added as nulls, absent columns with a default (:attr:`TableSpec.defaults`, e.g.
+        ``forecasts.scenario = "observed"``) as that value; time columns must be
+        time-zone aware (converted to UTC).
     contract
         A :class:`TableSpec` or the name of a stored table.
     cast
@@ -454,6 +471,11 @@ def validate_frame(
     """
     t = spec(contract) if isinstance(contract, str) else contract
     problems: list[str] = []
+    defaulted = [c for c in t.defaults if c not in frame.columns]
+    if defaulted:
+        frame = frame.with_columns(
+            pl.lit(t.defaults[c], dtype=t.schema[c]).alias(c) for c in defaulted
+        )
     missing = [c for c in t.not_null if c not in frame.columns]
     if missing:
         problems.append(f"missing required columns {missing}")

@@ -21,7 +21,7 @@ from warehouse._schemas import TableSpec, spec, validate_frame
 from warehouse.errors import SchemaVersionError
 
 #: The schema version this code expects: the highest migration number shipped.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 

@@ -1,0 +1,358 @@
+"""Day-ahead forecasts for 100,000 simulated metering points: fast path vs projected Prophet.
+
+Every metering point gets one year of hourly history (2021, 8,760 h) drawn from the fleet
+simulator's own models — :func:`ingest._enterprise.build_enterprise` draws the fleet
+(category, BDEW/boiler/shift sub-type, annual volume, noise level, company time zone)
+and :func:`ingest._profiles.build_profiles` turns the real Bedford temperature into each
+sub-type's hourly profile; the expected use times the simulator's log-normal noise is
+the history, exactly as ``ingest.simulate`` computes the true volume (without writing
+register files, faults or devices, which forecasting does not need).  The horizon is the
+next UTC day (2022-01-01), predicted from the observed Bedford temperature.
+
+Fast path: the meters are cut into chunks; each chunk is simulated, fitted and predicted
+inside a worker of a ``spawn`` :class:`~concurrent.futures.ProcessPoolExecutor` (one per
+core), so no worker ever holds more than one chunk's history and the parent never holds
+any.  Models: heating-degree regression (always), plus the SLP sigmoid and the global
+gradient-boosting model when ``forecasting`` exports them (the global model is global
+*within a chunk*: one model per chunk of meters).
+
+Prophet: fitted with temperature as a regressor on ``--prophet-sample`` meters (one
+core, the same year of history), and projected to all meters on the workers' cores.
+
+Usage::
+
+    .venv/bin/python bench/forecast_scale.py                  # 100,000 meters
+    .venv/bin/python bench/forecast_scale.py --meters 2000 --prophet-sample 4   # smoke run
+
+Prints seconds, rows/s (history rows processed) and peak memory (max RSS of the parent
+and of the largest worker) per model, and the ratio projected Prophet / fast path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np
+import polars as pl
+
+START = dt.date(2021, 1, 1)
+HISTORY_DAYS = 365
+HORIZON_H = 24
+UTC = dt.UTC
+
+# Worker state, set once per process by _init.
+_STATE: dict[str, Any] = {}
+
+
+def _fleet(meters: int, seed: int) -> dict[str, np.ndarray]:
+    from ingest._enterprise import build_enterprise
+    from ingest._simulator import SimulationConfig
+
+    config = SimulationConfig(
+        seed=seed, meters=meters, start=START, days=HISTORY_DAYS + 1, faults=False
+    )
+    ent = build_enterprise(config)
+    return {
+        "company": ent.company.astype(np.int64),
+        "subtype": ent.subtype.astype(np.int64),
+        "annual_m3": ent.annual_m3.astype(np.float64),
+        "noise_sigma": ent.noise_sigma.astype(np.float64),
+        "company_tz": np.array(ent.company_tz),
+        "seed": np.array([seed]),
+    }
+
+
+def _init(fleet: dict[str, np.ndarray]) -> None:
+    """Per worker: the profiles of every (company, sub-type) over history + horizon."""
+    from ingest import _shipped
+    from ingest._profiles import build_profiles
+
+    days = HISTORY_DAYS + 1
+    hours = days * 24
+    start = dt.datetime(START.year, START.month, START.day, tzinfo=UTC)
+    ts = pl.datetime_range(
+        start, start + dt.timedelta(hours=hours), "1h", closed="left", time_zone="UTC", eager=True
+    )
+    calendars = []
+    for tz in fleet["company_tz"].tolist():
+        local = ts.dt.convert_time_zone(tz)
+        calendars.append(
+            (
+                local.dt.hour().to_numpy().astype(np.int64),
+                local.dt.weekday().to_numpy().astype(np.int64) - 1,
+            )
+        )
+    _STATE["profiles"] = build_profiles(START, days, calendars)
+    first = int((start - _shipped.TEMPERATURE_START).total_seconds() // 3600)
+    _STATE["temperature"] = _shipped.hourly_temperature()[first : first + hours].astype(np.float64)
+    _STATE["ts"] = ts
+    _STATE["fleet"] = fleet
+    for name in ("cmdstanpy", "prophet"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+
+
+def _simulate(i0: int, i1: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """History consumption, history temperature and horizon temperature of meters i0..i1."""
+    fleet, profiles = _STATE["fleet"], _STATE["profiles"]
+    hist_h = HISTORY_DAYS * 24
+    m = i1 - i0
+    rng = np.random.default_rng([int(fleet["seed"][0]), 7, i0])
+    sigma = fleet["noise_sigma"][i0:i1, None].astype(np.float32)
+    z = rng.standard_normal((m, hist_h), dtype=np.float32)
+    noise = np.exp(sigma * z - 0.5 * sigma * sigma)
+    expected = (
+        profiles[fleet["company"][i0:i1], fleet["subtype"][i0:i1], :hist_h]
+        * fleet["annual_m3"][i0:i1, None]
+    )
+    volume = np.round(expected * noise, 3).astype(np.float64).reshape(-1)
+    del z, noise, expected
+    ids = pl.Series("meter_id", [f"MP{i:06d}" for i in range(i0, i1)], dtype=pl.String)
+    idx_hist = np.repeat(np.arange(m), hist_h)
+    ts: pl.Series = _STATE["ts"]
+    hist_ts = ts.head(hist_h)
+    meter_col = ids.gather(idx_hist)
+    ts_col = pl.concat([hist_ts] * m) if m else hist_ts.clear()
+    consumption = pl.DataFrame(
+        {
+            "meter_id": meter_col,
+            "ts": ts_col,
+            "volume_m3": volume,
+            "quality": pl.Series(["valid"]).gather(np.zeros(m * hist_h, dtype=np.int64)),
+        }
+    )
+    temp = _STATE["temperature"]
+    temperature = pl.DataFrame(
+        {"meter_id": meter_col, "ts": ts_col, "temperature_c": np.tile(temp[:hist_h], m)}
+    )
+    fut_ts = ts.slice(hist_h, HORIZON_H)
+    horizon = pl.DataFrame(
+        {
+            "meter_id": ids.gather(np.repeat(np.arange(m), HORIZON_H)),
+            "ts": pl.concat([fut_ts] * m) if m else fut_ts.clear(),
+            "temperature_c": np.tile(temp[hist_h : hist_h + HORIZON_H], m),
+        }
+    )
+    return consumption, temperature, horizon
+
+
+def _models(names: list[str]) -> dict[str, Any]:
+    import forecasting
+
+    out: dict[str, Any] = {}
+    for name in names:
+        cls = getattr(forecasting, name, None)
+        if cls is not None:
+            out[name] = cls
+    return out
+
+
+def _chunk(args: tuple[int, int, list[str]]) -> dict[str, Any]:
+    """Simulate, fit and predict one chunk per model; seconds and the forecast rows."""
+    i0, i1, names = args
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    consumption, temperature, horizon = _simulate(i0, i1)
+    cutoff = dt.datetime(2022, 1, 1, tzinfo=UTC)
+    out: dict[str, Any] = {
+        "sim_s": time.perf_counter() - t0,
+        "rows": consumption.height,
+        "models": {},
+    }
+    for name, cls in _models(names).items():
+        t1 = time.perf_counter()
+        try:
+            model = cls().fit(consumption, temperature, cutoff=cutoff)
+            pred = model.predict(horizon.filter(pl.col("meter_id").is_in(list(model.meters_))))
+            out["models"][name] = {
+                "s": time.perf_counter() - t1,
+                "pred_rows": pred.height,
+                "skipped": len(model.skipped_),
+                "volume": float(pred.get_column("volume_m3").sum()),
+            }
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            out["models"][name] = {
+                "s": time.perf_counter() - t1,
+                "error": f"{type(exc).__name__}: {str(exc)[:200]}",
+            }
+    del consumption, temperature, horizon
+    out["cpu_s"] = time.process_time() - c0
+    out["wall_s"] = time.perf_counter() - t0
+    out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def _prophet_sample(args: tuple[int, int]) -> dict[str, Any]:
+    """Fit + predict Prophet with temperature for meters i0..i1, one at a time."""
+    from prophet import Prophet
+
+    for name in ("cmdstanpy", "prophet"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    i0, i1 = args
+    consumption, temperature, horizon = _simulate(i0, i1)
+    hist = consumption.join(temperature, on=["meter_id", "ts"])
+    times = []
+    for meter in hist.get_column("meter_id").unique().sort().to_list():
+        t0 = time.perf_counter()
+        h = hist.filter(pl.col("meter_id") == meter).select(
+            pl.col("ts").dt.replace_time_zone(None).alias("ds"),
+            pl.col("volume_m3").alias("y"),
+            pl.col("temperature_c").alias("temp"),
+        )
+        f = horizon.filter(pl.col("meter_id") == meter).select(
+            pl.col("ts").dt.replace_time_zone(None).alias("ds"),
+            pl.col("temperature_c").alias("temp"),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = Prophet(
+                interval_width=0.8,
+                daily_seasonality=True,
+                weekly_seasonality=True,
+                yearly_seasonality=False,
+            )
+            model.add_regressor("temp")
+            model.fit(h.to_pandas())
+            model.predict(f.to_pandas())
+        times.append(time.perf_counter() - t0)
+    return {"times": times, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=100_000)
+    parser.add_argument("--chunk", type=int, default=1_000, help="meters per worker task")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--prophet-sample", type=int, default=20)
+    parser.add_argument(
+        "--models", default="HeatingDegreeRegression,StandardLoadProfile,GlobalGradientBoosting"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    names = [n for n in args.models.split(",") if n]
+
+    print(
+        f"# forecast_scale: {args.meters:,} meters × {HISTORY_DAYS * 24:,} h history, day-ahead {HORIZON_H} h, "
+        f"{args.workers} spawn workers, chunks of {args.chunk:,} meters",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    fleet = _fleet(args.meters, args.seed)
+    fleet_s = time.perf_counter() - t0
+    available = list(_models(names))
+    missing = [n for n in names if n not in available]
+    if missing:
+        print(f"not exported by forecasting (skipped): {missing}")
+
+    # One thread per worker: the workers already fill the cores (Polars and BLAS
+    # would otherwise start a pool per process and oversubscribe them).
+    for var in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    ctx = mp.get_context("spawn")
+    bounds = [
+        (i, min(i + args.chunk, args.meters), available) for i in range(0, args.meters, args.chunk)
+    ]
+    results: list[dict[str, Any]] = []
+    t_run = time.perf_counter()
+    with ProcessPoolExecutor(
+        max_workers=args.workers, mp_context=ctx, initializer=_init, initargs=(fleet,)
+    ) as pool:
+        for k, res in enumerate(pool.map(_chunk, bounds), 1):
+            results.append(res)
+            if k % max(1, len(bounds) // 10) == 0 or k == len(bounds):
+                print(
+                    f"  {k}/{len(bounds)} chunks, {time.perf_counter() - t_run:.0f} s", flush=True
+                )
+    wall = time.perf_counter() - t_run
+    worker_rss = max(r["maxrss_mb"] for r in results)
+
+    rows = sum(r["rows"] for r in results)
+    sim_cpu = sum(r["sim_s"] for r in results)
+    print(
+        f"\nfleet drawn in {fleet_s:.1f} s; {rows:,} history rows simulated "
+        f"(simulation CPU {sim_cpu:.0f} s across workers)"
+    )
+    print(
+        "\n| model | CPU s (sum over workers) | share of wall | forecast rows | meters skipped | errors |"
+    )
+    print("|---|---|---|---|---|---|")
+    total_cpu = sim_cpu + sum(m["s"] for r in results for m in r["models"].values())
+    for name in available:
+        cpu = sum(r["models"][name]["s"] for r in results if name in r["models"])
+        pr = sum(r["models"][name].get("pred_rows", 0) for r in results)
+        sk = sum(r["models"][name].get("skipped", 0) for r in results)
+        errs = [r["models"][name]["error"] for r in results if "error" in r["models"].get(name, {})]
+        print(
+            f"| {name} | {cpu:.0f} | {wall * cpu / total_cpu:.0f} s | {pr:,} | {sk} | {len(errs)}{': ' + errs[0] if errs else ''} |"
+        )
+    print(
+        f"\nfast path wall time (simulate + all models, {args.workers} workers): {wall:.1f} s "
+        f"= {wall / 60:.1f} min; {rows / wall:,.0f} history rows/s"
+    )
+    fast_only = {
+        n: wall * sum(r["models"][n]["s"] for r in results if n in r["models"]) / total_cpu
+        for n in available
+    }
+    cpu = sum(r["cpu_s"] for r in results)
+    busy = sum(r["wall_s"] for r in results)
+    print(
+        f"worker CPU time {cpu:.0f} s over {busy:.0f} s of worker wall time ({cpu / busy:.0%} on CPU; "
+        f"below 100 % = the cores were shared with other processes); CPU-bound estimate on an idle "
+        f"machine: {cpu / args.workers:.0f} s = {cpu / args.workers / 60:.1f} min"
+    )
+    print(
+        f"peak RSS: parent {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
+        f"largest worker {worker_rss:.0f} MB"
+    )
+
+    pr_s = None
+    if args.prophet_sample > 0:
+        n = min(args.prophet_sample, args.meters)
+        t1 = time.perf_counter()
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, initializer=_init, initargs=(fleet,)
+        ) as pool:
+            # Spread the sample over the fleet (every category), one meter per task.
+            picks = np.linspace(0, args.meters - 1, n).astype(int)
+            outs = list(pool.map(_prophet_sample, [(int(i), int(i) + 1) for i in picks]))
+        times = [t for o in outs for t in o["times"]]
+        pr_s = float(np.mean(times))
+        proj = pr_s * args.meters / args.workers
+        print(
+            f"\nProphet (hourly, 1 year + temperature) on {len(times)} meters, one core: "
+            f"{pr_s:.2f} s per meter (median {np.median(times):.2f}, wall {time.perf_counter() - t1:.0f} s, "
+            f"worker RSS {max(o['maxrss_mb'] for o in outs):.0f} MB)"
+        )
+        print(
+            f"projected Prophet for {args.meters:,} meters on {args.workers} cores: {proj:,.0f} s "
+            f"= {proj / 3600:.1f} h"
+        )
+        print(f"ratio projected Prophet / fast path wall: {proj / wall:,.0f}×")
+        hdd = fast_only.get("HeatingDegreeRegression")
+        if hdd:
+            print(f"ratio projected Prophet / HDD regression share of wall: {proj / hdd:,.0f}×")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    goal = "met" if wall < 600 else "NOT met"
+    print(
+        f"\ngoal: {args.meters:,}-meter day-ahead fast path under 10 min: {goal} ({wall / 60:.1f} min)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

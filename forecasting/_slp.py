@@ -1,0 +1,716 @@
+"""The gas standard-load-profile (SLP) sigmoid, fitted per metering point.
+
+The German BDEW/TU München method models a day's gas use as::
+
+    volume_m3[m, d] = scale[m] * weekday[m, wd(d)] * h(T_geo[m, d])
+    h(T) = A / (1 + (B / (T - 40)) ** C) + D
+    T_geo[d] = (T_d + 0.5 T_{d-1} + 0.25 T_{d-2} + 0.125 T_{d-3}) / 1.875
+
+with ``T_d`` the daily mean outdoor temperature (°C) of UTC day ``d``.  ``A``–``D``
+are fitted per meter by robust (soft-L1), bounded non-linear least squares
+(:func:`scipy.optimize.least_squares`) when the meter has at least
+``min_history_days`` usable days; the start is the published BDEW parameter set
+(EFH, MFH or GHD) whose shape fits the meter best, and ``scale`` is that start's
+least-squares scale.  Meters with less history use the published set of ``profile``
+scaled to their observed mean (recorded in ``fallback_``).
+
+Hourly output splits each day's value over its hours with the meter's learned
+hour-of-day shares (weekday and weekend separately) or, for fallback meters, the
+BDEW hourly shares of the day's temperature band.  Hours are UTC hours.
+
+Intervals are conformal: quantiles of out-of-fold relative residuals, at the output
+frequency.  The out-of-fold fits (day-level folds) start from the full fit and take
+damped Gauss–Newton steps on the remaining days, batched over all meters with numpy
+(an approximate refit: with ~4 parameters and months of days one step is enough, and
+it avoids one ``least_squares`` call per meter and fold).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from typing import ClassVar, Final
+
+import numpy as np
+import polars as pl
+from scipy.optimize import least_squares
+
+from forecasting._base import DAY, Forecaster, Freq
+from forecasting.errors import InsufficientHistoryError, InvalidParameterError
+from warehouse import (
+    slp_hour_factors,
+    slp_sigmoid_parameters,
+    slp_temperature_band,
+    slp_weekday_factors,
+)
+
+#: Weights of today and the three previous days in the geometric mean temperature.
+GEO_WEIGHTS: Final = (1.0, 0.5, 0.25, 0.125)
+#: Published profile used for fallback meters when ``profile`` is None (all trade).
+DEFAULT_PROFILE: Final = "GHD"
+#: Published parameter sets tried as the start of each per-meter fit.
+WARM_STARTS: Final = ("EFH", "MFH", "GHD")
+#: Bounds of (A, B, C, D) in the fit (the published sets lie well inside).
+LOWER: Final = np.array([0.0, -200.0, 0.3, 0.0])
+UPPER: Final = np.array([100.0, -5.0, 30.0, 100.0])
+#: Day-level folds of the out-of-fold residuals.
+N_FOLDS: Final = 3
+#: Interval coverage (the ``*_80`` columns).
+COVERAGE: Final = 0.8
+#: Relative residuals are divided by ``prediction + SCALE_FLOOR * mean`` so the
+#: interval widens with the level without collapsing at zero.
+SCALE_FLOOR: Final = 0.1
+#: Fewer residuals than this (days, or hours for hourly models) and a meter's
+#: interval uses the quantiles pooled over all meters.
+MIN_RESIDUALS: Final = {"day": 14, "hour": 14 * 24}
+#: A day of hourly history counts only with all 24 hours valid; its temperature needs
+#: at least this many hours.
+MIN_TEMPERATURE_HOURS: Final = 12
+#: The sigmoid is defined for T < 40 °C; temperatures are clipped below this.
+T_MAX_C: Final = 35.0
+
+_PROFILE_RE: Final = re.compile(r"^([A-Z]{3})(?:/?(\d{1,2}))?$")
+
+
+def sigmoid(
+    t_c: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray
+) -> np.ndarray:
+    """The SLP sigmoid ``h(T) = A / (1 + (B / (T - 40)) ** C) + D`` (broadcasting)."""
+    u = b / (np.minimum(t_c, T_MAX_C) - 40.0)
+    out: np.ndarray = a / (1.0 + u**c) + d
+    return out
+
+
+def geometric_temperature(daily_c: np.ndarray) -> np.ndarray:
+    """Geometric 4-day mean of daily means along the last axis (consecutive days).
+
+    ``NaN`` days are left out and the weights of the others renormalised; the result
+    is ``NaN`` where the day's own mean is ``NaN``.
+    """
+    num = np.zeros_like(daily_c)
+    den = np.zeros_like(daily_c)
+    for lag, w in enumerate(GEO_WEIGHTS):
+        shifted = np.full_like(daily_c, np.nan)
+        shifted[..., lag:] = daily_c[..., : daily_c.shape[-1] - lag]
+        ok = ~np.isnan(shifted)
+        num += np.where(ok, w * shifted, 0.0)
+        den += np.where(ok, w, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        geo = num / den
+    return np.where(np.isnan(daily_c), np.nan, geo)
+
+
+def _jacobian(t_c: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``dh/d(A, B, C, D)``; ``t_c`` shape ``(..., n)``, ``p`` shape ``(..., 4)`` → ``(..., n, 4)``."""
+    a, b, c = p[..., 0:1], p[..., 1:2], p[..., 2:3]
+    u = b / (np.minimum(t_c, T_MAX_C) - 40.0)
+    uc = u**c
+    q = 1.0 + uc
+    return np.stack(
+        [1.0 / q, -a * c * uc / (q * q * b), -a * uc * np.log(u) / (q * q), np.ones_like(uc)],
+        axis=-1,
+    )
+
+
+class StandardLoadProfile(Forecaster):
+    """Gas standard-load-profile sigmoid per metering point, with a published fallback.
+
+    Parameters
+    ----------
+    profile
+        Published BDEW profile for meters with too little history: a type such as
+        ``"GHD"`` (all trade), ``"GKO"``, ``"GBA"`` …, or ``"EFH"`` / ``"MFH"``
+        (homes) with an optional building class 1–11, e.g. ``"EFH03"`` or ``"MFH/5"``
+        (default class 1).  ``None``: ``"GHD"``.  See
+        :func:`warehouse.slp_sigmoid_parameters`.
+    min_history_days
+        Usable days (valid daily volume — for hourly data all 24 hours valid — and a
+        daily temperature) a meter needs for its own fit; with fewer (but at least
+        one) it gets the published ``profile`` scaled to its observed mean.
+    freq
+        ``"hour"`` (hourly rows; daily values split over the hours) or ``"day"``
+        (m³ per UTC day against the daily mean temperature).
+
+    Attributes
+    ----------
+    cutoff_, meters_, skipped_
+        As in :class:`Forecaster`.  Meters whose valid history is all zeros are
+        skipped (a meter that never used gas has no temperature response to learn,
+        and zeros are often outages): the reason says so.
+    fallback_ : dict of str to str
+        Meters predicted with the published profile instead of their own fit, with
+        the history found and needed.
+    coef_ : polars.DataFrame
+        Per meter: ``method`` (``"fitted"`` / ``"published"``), ``profile`` (the
+        start or fallback set), ``a``, ``b``, ``c``, ``d`` (the sigmoid), ``scale_m3``
+        (m³ per day per unit of ``h``), ``days`` used, ``rmse_m3`` (daily, in-sample),
+        and the interval calibration ``floor_m3``, ``q_lo``, ``q_hi``.
+    weekday_ : polars.DataFrame
+        Per meter and ``weekday`` (1 = Monday … 7 = Sunday, UTC): ``factor`` on the
+        daily value (mean 1 for fitted meters; the BDEW factors for fallback ones).
+    shares_ : polars.DataFrame
+        Hourly models: per meter, ``day_type`` and UTC ``hour``, the learned share of
+        the day's use (sums to 1 per day type).  Fallback meters are absent (they use
+        the BDEW shares).
+    fit_seconds_per_meter_ : float
+        Wall time of the per-meter non-linear fits divided by the meters fitted.
+
+    Examples
+    --------
+    >>> model = StandardLoadProfile(profile="EFH", freq="day")  # doctest: +SKIP
+    >>> model.fit(daily_consumption, daily_temperature).fallback_  # doctest: +SKIP
+    """
+
+    alias: ClassVar[str] = "slp_sigmoid"
+
+    def __init__(
+        self, *, profile: str | None = None, min_history_days: int = 28, freq: Freq = "hour"
+    ) -> None:
+        self.profile = profile
+        self.min_history_days = min_history_days
+        self.freq = freq
+
+    # --- parameters -----------------------------------------------------------------
+    def _validate_params(self) -> None:
+        v = self.min_history_days
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InvalidParameterError(
+                f"min_history_days: expected an integer >= 1 (days), got {v!r}"
+            )
+        _published(self.profile or DEFAULT_PROFILE)  # raises for unknown names
+
+    # --- fit ------------------------------------------------------------------------
+    def _fit(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> None:
+        profile = self.profile or DEFAULT_PROFILE
+        self.fallback_: dict[str, str] = {}
+        hourly = self.freq == "hour"
+        usable = consumption.filter(
+            pl.col("volume_m3").is_not_null()
+            & pl.col("volume_m3").is_not_nan()
+            & (pl.col("quality") == "valid")
+        )
+        temperature = temperature.filter(
+            pl.col("temperature_c").is_not_null() & pl.col("temperature_c").is_not_nan()
+        )
+        # Keep the last days of temperature for the geometric mean of forecast days.
+        tail_from = _day_start(self.cutoff_) - (len(GEO_WEIGHTS) - 1) * DAY
+        self.temperature_tail_ = temperature.filter(pl.col("ts") >= tail_from)
+        names = consumption.get_column("meter_id").unique().sort().to_list()
+        day = pl.col("ts").dt.truncate("1d")
+        daily = (
+            usable.group_by("meter_id", day.alias("day"))
+            .agg(pl.col("volume_m3").sum(), pl.len().alias("n"))
+            .filter(pl.col("n") == (24 if hourly else 1))
+        )
+        daily_t = (
+            temperature.filter(pl.col("meter_id").is_in(names))
+            .group_by("meter_id", day.alias("day"))
+            .agg(pl.col("temperature_c").mean(), pl.len().alias("n"))
+            .filter(pl.col("n") >= (MIN_TEMPERATURE_HOURS if hourly else 1))
+        )
+        cutoff_day = _day_index(_day_start(self.cutoff_))
+        firsts = [f.get_column("day").min() for f in (daily, daily_t) if f.height]
+        first_day = (
+            min(_day_index(f) for f in firsts if isinstance(f, dt.datetime))
+            if firsts
+            else cutoff_day - 1
+        )
+        n_days = max(
+            1, cutoff_day - first_day + (1 if self.cutoff_ > _day_start(self.cutoff_) else 0)
+        )
+        n_m = len(names)
+        y = _dense(daily, "volume_m3", names, first_day, n_days)
+        tmean = _dense(daily_t, "temperature_c", names, first_day, n_days)
+        tgeo = geometric_temperature(tmean)
+        ok = ~np.isnan(y) & ~np.isnan(tgeo)
+        days_per = ok.sum(axis=1)
+        weekday = (np.arange(first_day, first_day + n_days) + 3) % 7  # 0 = Monday
+        ysum = np.where(ok, y, 0.0).sum(axis=1)
+
+        fit_idx: list[int] = []
+        fb_idx: list[int] = []
+        unit_hint = "all 24 hours valid and " if hourly else ""
+        for i, name in enumerate(names):
+            if days_per[i] == 0:
+                self.skipped_[name] = (
+                    f"no usable day before {self.cutoff_.isoformat()} (a valid daily volume — "
+                    f"{unit_hint}a daily mean temperature); load history and weather for it"
+                )
+            elif ysum[i] <= 0:
+                self.skipped_[name] = (
+                    f"all {int(days_per[i])} usable day(s) before {self.cutoff_.isoformat()} are "
+                    f"0 m³: there is no temperature response to learn or level to scale a "
+                    f"profile to (zeros are often outages); check the meter"
+                )
+            elif days_per[i] >= self.min_history_days:
+                fit_idx.append(i)
+            else:
+                fb_idx.append(i)
+                self.fallback_[name] = (
+                    f"only {int(days_per[i])} usable day(s) ({unit_hint}a daily mean "
+                    f"temperature) before {self.cutoff_.isoformat()}, needs "
+                    f"min_history_days={self.min_history_days} for its own fit; used the "
+                    f"published {profile} profile scaled to the observed mean"
+                )
+        if not fit_idx and not fb_idx:
+            raise InsufficientHistoryError(
+                f"{type(self).__name__}: expected at least one usable day (valid daily volume — "
+                f"{unit_hint}a daily mean temperature — not all zero) for at least one "
+                f"meter before {self.cutoff_.isoformat()}, found none among {n_m} meter(s): "
+                f"{'; '.join(f'{k}: {v}' for k, v in list(self.skipped_.items())[:3])}"
+            )
+        keep = np.array(sorted(fit_idx + fb_idx), dtype=np.int64)
+        fitted_mask = np.zeros(n_m, dtype=bool)
+        fitted_mask[fit_idx] = True
+        n_k = keep.size
+        y, tgeo, ok, tmean = y[keep], tgeo[keep], ok[keep], tmean[keep]
+        fitted_mask = fitted_mask[keep]
+        self.meters_ = tuple(names[i] for i in keep)
+
+        params = np.zeros((n_k, 4))
+        scale = np.zeros(n_k)
+        wfac = np.ones((n_k, 7))
+        prof_name = np.array([profile] * n_k, dtype=object)
+        pub_p, pub_w, _ = _published(profile)
+        yz = np.where(ok, y, 0.0)
+        onehot = weekday[None, :] == np.arange(7)[:, None]  # (7, days)
+
+        # Fallback meters: the published curve and weekday factors, scaled to the mean.
+        fb = np.flatnonzero(~fitted_mask)
+        if fb.size:
+            g = sigmoid(tgeo[fb], *pub_p) * pub_w[weekday][None, :]
+            g = np.where(ok[fb], g, 0.0)
+            params[fb] = pub_p
+            wfac[fb] = pub_w
+            scale[fb] = yz[fb].sum(axis=1) / np.maximum(g.sum(axis=1), 1e-12)
+
+        # Fitted meters: choose the best-shaped published start, estimate weekday
+        # factors against it, then refine A-D with least_squares on y / (scale * factor).
+        fi = np.flatnonzero(fitted_mask)
+        seconds = 0.0
+        if fi.size:
+            best_sse = np.full(fi.size, np.inf)
+            for cand in WARM_STARTS:
+                cp, _, _ = _published(cand)
+                g = np.where(ok[fi], sigmoid(tgeo[fi], *cp), 0.0)
+                s = (yz[fi] * g).sum(axis=1) / np.maximum((g * g).sum(axis=1), 1e-12)
+                sse = ((yz[fi] - s[:, None] * g) ** 2).sum(axis=1)
+                better = sse < best_sse
+                best_sse = np.where(better, sse, best_sse)
+                params[fi[better]] = cp
+                scale[fi[better]] = s[better]
+                prof_name[fi[better]] = cand
+            base = np.where(ok[fi], sigmoid(tgeo[fi], *params[fi].T[:, :, None]), 0.0)
+            num = yz[fi] @ onehot.T.astype(np.float64)
+            den = (scale[fi, None] * base) @ onehot.T.astype(np.float64)
+            has = den > 0
+            f = np.where(has, num / np.where(has, den, 1.0), np.nan)
+            f = f / np.nanmean(np.where(has, f, np.nan), axis=1, keepdims=True)
+            wfac[fi] = np.where(np.isnan(f) | (f <= 0), 1.0, f)
+            started = time.perf_counter()
+            for j in fi:
+                mask = ok[j]
+                t = tgeo[j, mask]
+                target = y[j, mask] / (scale[j] * wfac[j, weekday[mask]])
+                x0 = np.clip(params[j], LOWER + 1e-6, UPPER - 1e-6)
+                r0 = sigmoid(t, *x0) - target
+                f_scale = max(1.4826 * float(np.median(np.abs(r0 - np.median(r0)))), 1e-3)
+                res = least_squares(
+                    lambda p, t=t, target=target: sigmoid(t, *p) - target,
+                    x0,
+                    jac=lambda p, t=t: _jacobian(t, p),
+                    bounds=(LOWER, UPPER),
+                    loss="soft_l1",
+                    f_scale=f_scale,
+                    method="trf",
+                    # Parameters to ~4 significant digits are plenty for a load
+                    # profile, and halve the iterations of the default 1e-8.
+                    ftol=1e-6,
+                    xtol=1e-6,
+                    gtol=1e-6,
+                )
+                params[j] = res.x
+            seconds = time.perf_counter() - started
+        self.fit_seconds_per_meter_ = seconds / max(fi.size, 1)
+
+        # In-sample and out-of-fold daily predictions.
+        mult = scale[:, None] * wfac[:, weekday]
+        pred = mult * sigmoid(tgeo, *params.T[:, :, None])
+        pred_oof = pred.copy()
+        if fi.size:
+            pred_oof[fi] = mult[fi] * _oof_curve(
+                tgeo[fi], np.where(ok[fi], y[fi] / mult[fi], np.nan), params[fi], first_day
+            )
+        pred_oof = np.maximum(pred_oof, 0.0)
+        resid_in = np.where(ok, y - pred, np.nan)
+        rmse = np.sqrt(np.nanmean(resid_in**2, axis=1))
+        daily_mean = yz.sum(axis=1) / np.maximum(ok.sum(axis=1), 1)
+
+        meter_ids = pl.Series("meter_id", self.meters_, dtype=pl.String)
+        if hourly:
+            shares, learned = _learn_shares(usable, list(self.meters_), fitted_mask)
+            z, zm = self._hourly_residuals(
+                usable,
+                pred_oof,
+                ok,
+                first_day,
+                shares,
+                learned,
+                tmean,
+                weekday,
+                profile,
+                daily_mean,
+            )
+            floor = SCALE_FLOOR * daily_mean / 24.0 + 1e-9
+        else:
+            shares, learned = np.zeros((n_k, 2, 24)), np.zeros(n_k, dtype=bool)
+            floor = SCALE_FLOOR * daily_mean + 1e-9
+            z = np.where(ok, (y - pred_oof) / (pred_oof + floor[:, None]), np.nan)
+            zm = np.repeat(np.arange(n_k), z.shape[1])
+            z = z.reshape(-1)
+            zm, z = zm[~np.isnan(z)], z[~np.isnan(z)]
+        q_lo, q_hi = _quantiles(z, zm, n_k, MIN_RESIDUALS[self.freq])
+
+        self.coef_ = pl.DataFrame(
+            {
+                "meter_id": meter_ids,
+                "method": np.where(fitted_mask, "fitted", "published"),
+                "profile": prof_name.astype(str),
+                "a": params[:, 0],
+                "b": params[:, 1],
+                "c": params[:, 2],
+                "d": params[:, 3],
+                "scale_m3": scale,
+                "days": ok.sum(axis=1).astype(np.int64),
+                "rmse_m3": rmse,
+                "floor_m3": floor,
+                "q_lo": q_lo,
+                "q_hi": q_hi,
+            }
+        )
+        self.weekday_ = pl.DataFrame(
+            {
+                "meter_id": np.repeat(meter_ids.to_numpy(), 7),
+                "weekday": np.tile(np.arange(1, 8), n_k).astype(np.int64),
+                "factor": wfac.reshape(-1),
+            }
+        )
+        rows = np.flatnonzero(learned)
+        self.shares_ = pl.DataFrame(
+            {
+                "meter_id": np.repeat(meter_ids.to_numpy()[rows], 48),
+                "day_type": np.tile(np.repeat(["weekday", "weekend"], 24), rows.size),
+                "hour": np.tile(np.arange(24), 2 * rows.size).astype(np.int8),
+                "share": shares[rows].reshape(-1),
+            },
+            schema={
+                "meter_id": pl.String,
+                "day_type": pl.String,
+                "hour": pl.Int8,
+                "share": pl.Float64,
+            },
+        )
+        self._params = params
+        self._scale = scale
+        self._wfac = wfac
+        self._shares = shares
+        self._learned = learned
+
+    def _hourly_residuals(
+        self,
+        usable: pl.DataFrame,
+        pred_oof: np.ndarray,
+        ok: np.ndarray,
+        first_day: int,
+        shares: np.ndarray,
+        learned: np.ndarray,
+        tmean: np.ndarray,
+        weekday: np.ndarray,
+        profile: str,
+        daily_mean: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Relative residuals of hourly values against out-of-fold daily values split
+        into hours (flattened, with their meter index)."""
+        names = list(self.meters_)
+        sub = usable.filter(pl.col("meter_id").is_in(names))
+        code = (
+            sub.get_column("meter_id").cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+        )
+        sec = sub.get_column("ts").dt.epoch("s").to_numpy()
+        d = sec // 86400 - first_day
+        h = (sec // 3600) % 24
+        inside = (d >= 0) & (d < ok.shape[1])
+        code, d, h = code[inside], d[inside], h[inside]
+        yv = sub.get_column("volume_m3").to_numpy()[inside]
+        good = ok[code, d]
+        code, d, h, yv = code[good], d[good], h[good], yv[good]
+        share = _share_lookup(code, d + first_day, h, shares, learned, tmean[code, d], profile)
+        yhat = pred_oof[code, d] * share
+        floor = SCALE_FLOOR * daily_mean[code] / 24.0 + 1e-9
+        return (yv - yhat) / (yhat + floor), code
+
+    # --- predict --------------------------------------------------------------------
+    def _predict(self, temperature: pl.DataFrame) -> pl.DataFrame:
+        names = list(self.meters_)
+        profile = self.profile or DEFAULT_PROFILE
+        asked = temperature.select("meter_id", "ts", "temperature_c")
+        tail = self.temperature_tail_.filter(
+            pl.col("meter_id").is_in(asked.get_column("meter_id").unique().to_list())
+        ).join(asked, on=["meter_id", "ts"], how="anti")
+        both = pl.concat([asked, tail])
+        daily = (
+            both.group_by("meter_id", pl.col("ts").dt.truncate("1d").alias("day"))
+            .agg(pl.col("temperature_c").mean())
+            .with_columns(
+                pl.col("meter_id").cast(pl.Enum(names)).to_physical().cast(pl.Int64).alias("code"),
+                (pl.col("day").dt.epoch("s") // 86400).alias("dayno"),
+            )
+        )
+        code = daily.get_column("code").to_numpy()
+        dayno = daily.get_column("dayno").to_numpy()
+        tday = daily.get_column("temperature_c").to_numpy()
+        # Geometric mean over the days present (sorted lookups on (code, day) keys).
+        key = code * (1 << 32) + dayno
+        order = np.argsort(key)
+        skey, st = key[order], tday[order]
+        num = np.zeros(key.size)
+        den = np.zeros(key.size)
+        for lag, w in enumerate(GEO_WEIGHTS):
+            pos = np.searchsorted(skey, key - lag)
+            pos = np.minimum(pos, skey.size - 1)
+            hit = skey[pos] == key - lag
+            num += np.where(hit, w * st[pos], 0.0)
+            den += np.where(hit, w, 0.0)
+        tgeo = num / den
+        wd = (dayno + 3) % 7
+        dval = self._scale[code] * self._wfac[code, wd] * sigmoid(tgeo, *self._params[code].T)
+        daily = daily.with_columns(pl.Series("dval", dval), pl.Series("tday", tday)).select(
+            "meter_id", "day", "dval", "tday"
+        )
+        rows = temperature.with_columns(pl.col("ts").dt.truncate("1d").alias("day")).join(
+            daily, on=["meter_id", "day"], how="left"
+        )
+        rcode = (
+            rows.get_column("meter_id").cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+        )
+        value = rows.get_column("dval").to_numpy()
+        if self.freq == "hour":
+            sec = rows.get_column("ts").dt.epoch("s").to_numpy()
+            share = _share_lookup(
+                rcode,
+                sec // 86400,
+                (sec // 3600) % 24,
+                self._shares,
+                self._learned,
+                rows.get_column("tday").to_numpy(),
+                profile,
+            )
+            value = value * share
+        value = np.maximum(value, 0.0)
+        coef = self.coef_
+        floor = coef.get_column("floor_m3").to_numpy()[rcode]
+        spread = value + floor
+        return rows.drop("day", "dval", "tday").with_columns(
+            pl.Series("volume_m3", value),
+            pl.Series(
+                "volume_m3_lo_80", value + coef.get_column("q_lo").to_numpy()[rcode] * spread
+            ),
+            pl.Series(
+                "volume_m3_hi_80", value + coef.get_column("q_hi").to_numpy()[rcode] * spread
+            ),
+        )
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _day_start(ts: dt.datetime) -> dt.datetime:
+    return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _day_index(ts: dt.datetime) -> int:
+    return int(ts.timestamp()) // 86400
+
+
+def _dense(
+    frame: pl.DataFrame, column: str, names: list[str], first_day: int, n_days: int
+) -> np.ndarray:
+    out = np.full((len(names), n_days), np.nan)
+    if frame.height == 0:
+        return out
+    frame = frame.filter(pl.col("meter_id").is_in(names))
+    code = frame.get_column("meter_id").cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+    d = frame.get_column("day").dt.epoch("s").to_numpy() // 86400 - first_day
+    inside = (d >= 0) & (d < n_days)
+    out[code[inside], d[inside]] = frame.get_column(column).to_numpy()[inside]
+    return out
+
+
+_PUBLISHED_CACHE: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _published(profile: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(A..D, weekday factors Mon..Sun, hour shares [weekday, hour, band])`` of a
+    published profile name such as ``"GHD"``, ``"EFH"``, ``"EFH03"`` or ``"MFH/5"``."""
+    if profile in _PUBLISHED_CACHE:
+        return _PUBLISHED_CACHE[profile]
+    sig = slp_sigmoid_parameters()
+    known = sorted(set(sig.get_column("shlp_type").to_list()))
+    match = _PROFILE_RE.match(profile) if isinstance(profile, str) else None
+    if match is None or match.group(1) not in known:
+        raise InvalidParameterError(
+            f"profile: expected None or a published BDEW gas profile type {known} (EFH/MFH "
+            f"optionally with a building class 1-11, e.g. 'EFH03'), got {profile!r}"
+        )
+    kind = match.group(1)
+    homes = kind in ("EFH", "MFH")
+    cls = int(match.group(2)) if match.group(2) else (1 if homes else 0)
+    row = sig.filter(
+        (pl.col("shlp_type") == kind)
+        & (pl.col("building_class") == cls)
+        & (pl.col("wind_impact") == 0)
+    )
+    if row.height != 1:
+        classes = sorted(set(sig.filter(pl.col("shlp_type") == kind).get_column("building_class")))
+        raise InvalidParameterError(
+            f"profile: {kind} has building classes {classes}, got {profile!r}"
+        )
+    params = row.select("parameter_a", "parameter_b", "parameter_c", "parameter_d").to_numpy()[0]
+    wk = (
+        slp_weekday_factors()
+        .filter(pl.col("shlp_type") == kind)
+        .sort("weekday")
+        .get_column("factor")
+        .to_numpy()
+    )
+    hours = slp_hour_factors().filter(
+        (pl.col("shlp_type") == kind) & (pl.col("building_class") == (cls if homes else 0))
+    )
+    bands = [f"temp_intervall_{k:02d}" for k in range(1, 11)]
+    table = np.zeros((7, 24, 10))
+    for wdn in range(7):
+        part = hours.filter(pl.col("weekday").is_in([0, wdn + 1])).sort("hour_of_day")
+        table[wdn] = part.select(bands).to_numpy()[:24]
+    table = table / table.sum(axis=1, keepdims=True)  # shares of the day per band
+    out = (params.astype(np.float64), wk.astype(np.float64), table)
+    _PUBLISHED_CACHE[profile] = out
+    return out
+
+
+def _learn_shares(
+    usable: pl.DataFrame, names: list[str], fitted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hour-of-day shares ``(meters, day_type, 24)`` from complete valid days, and which
+    meters have them (fitted meters with complete days of positive use)."""
+    n = len(names)
+    shares = np.zeros((n, 2, 24))
+    sub = usable.filter(pl.col("meter_id").is_in(names))
+    if sub.height == 0:
+        return shares, np.zeros(n, dtype=bool)
+    frame = (
+        sub.with_columns(pl.col("ts").dt.truncate("1d").alias("day"))
+        .with_columns(
+            pl.len().over("meter_id", "day").alias("n"),
+            pl.col("volume_m3").sum().over("meter_id", "day").alias("total"),
+        )
+        .filter((pl.col("n") == 24) & (pl.col("total") > 0))
+    )
+    code = frame.get_column("meter_id").cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+    sec = frame.get_column("ts").dt.epoch("s").to_numpy()
+    weekend = ((sec // 86400 + 3) % 7 >= 5).astype(np.int64)
+    cell = (code * 2 + weekend) * 24 + (sec // 3600) % 24
+    num = np.bincount(cell, weights=frame.get_column("volume_m3").to_numpy(), minlength=n * 48)
+    den = np.bincount(cell, weights=frame.get_column("total").to_numpy(), minlength=n * 48)
+    num, den = num.reshape(n, 2, 24), den.reshape(n, 2, 24)
+    has = den.sum(axis=2) > 0  # (meters, day_type)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = num / den
+    # A day type without complete days borrows the other's shares.
+    s[:, 0] = np.where(has[:, 0:1], s[:, 0], s[:, 1])
+    s[:, 1] = np.where(has[:, 1:2], s[:, 1], s[:, 0])
+    learned = fitted & has.any(axis=1)
+    shares[learned] = s[learned]
+    return shares, learned
+
+
+def _share_lookup(
+    code: np.ndarray,
+    dayno: np.ndarray,
+    hour: np.ndarray,
+    shares: np.ndarray,
+    learned: np.ndarray,
+    tday: np.ndarray,
+    profile: str,
+) -> np.ndarray:
+    """Share of the day's use in each UTC hour: learned, or BDEW by weekday and band."""
+    wd = (dayno + 3) % 7
+    weekend = (wd >= 5).astype(np.int64)
+    out = shares[code, weekend, hour]
+    bdew = ~learned[code]
+    if bdew.any():
+        _, _, table = _published(profile)
+        band = slp_temperature_band(np.nan_to_num(tday[bdew], nan=10.0))
+        out = out.copy()
+        out[bdew] = table[wd[bdew], hour[bdew], band]
+    return np.asarray(out, dtype=np.float64)
+
+
+def _oof_curve(
+    tgeo: np.ndarray, target: np.ndarray, params: np.ndarray, first_day: int
+) -> np.ndarray:
+    """Out-of-fold sigmoid values ``h`` per meter and day (batched over meters).
+
+    For each day-level fold, two damped Gauss–Newton steps from the full fit on the
+    other folds' days (``target`` NaN = unusable), projected onto the bounds.
+    """
+    n_m, n_d = tgeo.shape
+    fold = (np.arange(first_day, first_day + n_d)) % N_FOLDS
+    out = np.full((n_m, n_d), np.nan)
+    t = np.where(np.isnan(tgeo), 10.0, tgeo)
+    for f in range(N_FOLDS):
+        use = ~np.isnan(target) & (fold != f)[None, :]
+        p = params.copy()
+        for _ in range(2):
+            r = np.where(use, sigmoid(t, *p.T[:, :, None]) - np.nan_to_num(target), 0.0)
+            jac = _jacobian(t, p) * use[:, :, None]
+            jac = np.nan_to_num(jac)
+            jtj = np.einsum("mdi,mdj->mij", jac, jac)
+            jtr = np.einsum("mdi,md->mi", jac, r)
+            damp = 1e-3 * np.einsum("mii->mi", jtj) + 1e-9
+            jtj = jtj + damp[:, :, None] * np.eye(4)[None]
+            step = np.linalg.solve(jtj, jtr[:, :, None])[:, :, 0]
+            p = np.clip(p - step, LOWER, UPPER)
+        cols = fold == f
+        out[:, cols] = sigmoid(t[:, cols], *p.T[:, :, None])
+    return out
+
+
+def _quantiles(
+    z: np.ndarray, zm: np.ndarray, n: int, min_count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-meter quantiles of relative residuals; meters with fewer than ``min_count``
+    residuals take the quantiles pooled over all meters."""
+    lo_q, hi_q = (1 - COVERAGE) / 2, (1 + COVERAGE) / 2
+    q_lo = np.zeros(n)
+    q_hi = np.zeros(n)
+    if z.size == 0:
+        return q_lo, q_hi
+    frame = (
+        pl.DataFrame({"m": zm, "z": z})
+        .group_by("m")
+        .agg(
+            pl.col("z").quantile(lo_q, interpolation="linear").alias("lo"),
+            pl.col("z").quantile(hi_q, interpolation="linear").alias("hi"),
+            pl.len().alias("n"),
+        )
+    )
+    pooled_lo = float(np.quantile(z, lo_q))
+    pooled_hi = float(np.quantile(z, hi_q))
+    q_lo[:] = pooled_lo
+    q_hi[:] = pooled_hi
+    enough = frame.filter(pl.col("n") >= min_count)
+    idx = enough.get_column("m").to_numpy()
+    q_lo[idx] = enough.get_column("lo").to_numpy()
+    q_hi[idx] = enough.get_column("hi").to_numpy()
+    return np.minimum(q_lo, 0.0), np.maximum(q_hi, 0.0)
