@@ -168,6 +168,7 @@ def latest_forecast(
     *,
     meter_ids: list[str] | None = None,
     model: str | None = None,
+    scenario: str = "observed",
 ) -> pl.DataFrame:
     """All rows (backcast and forecast) of each metering point's latest forecast run.
 
@@ -180,6 +181,9 @@ def latest_forecast(
     model
         Only runs of this model.  ``None``: any model; when several models share a
         meter's latest cutoff, the first model name in sort order is used.
+    scenario
+        The temperature scenario of the forecast rows (the backcast is always stored
+        under ``"observed"``).
 
     Returns
     -------
@@ -189,12 +193,12 @@ def latest_forecast(
         ``volume_m3_hi_80`` in m³ per hour at standard conditions, ``temperature_c``),
         sorted by ``meter_id`` and ``ts``.  Rows with ``ts < cutoff`` are the backcast.
     """
-    where: dict[str, list[str]] = {}
+    where: dict[str, list[str]] = {"scenario": [scenario]}
     if meter_ids is not None:
         where["meter_id"] = list(meter_ids)
     if model is not None:
         where["model"] = [model]
-    rows = store.read("forecasts", where=where or None)
+    rows = store.read("forecasts", where=where)
     chosen = (
         rows.group_by("meter_id")
         .agg(pl.col("cutoff").max())

@@ -20,17 +20,16 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Final, Literal, TypedDict
 
 import polars as pl
 
+from forecasting._base import STEP as _STEP
 from forecasting._base import Forecaster
 from forecasting._metrics import naive_scale, score
 from forecasting.errors import ForecastingError, InvalidInputError, InvalidParameterError
-
-_STEP: Final[dict[str, dt.timedelta]] = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
 
 
 class BacktestPreset(TypedDict):
@@ -187,7 +186,9 @@ def backtest(
         meter share one denominator.
     n_jobs
         Worker processes (``spawn`` start method, which Prophet needs); 1 runs in this
-        process.  The models' classes must be importable by the workers.
+        process.  The models' classes must be importable by the workers, and a script
+        that calls this with ``n_jobs > 1`` must guard its entry point with
+        ``if __name__ == "__main__":`` (spawn re-imports the main module).
     progress
         Called as ``progress(done, total)`` after each (origin, model) fit.
 
@@ -247,12 +248,21 @@ def backtest(
                 progress(k, total)
     else:
         ctx = multiprocessing.get_context("spawn")
+        # Keep only a few tasks in flight: each carries its own slice of the history.
+        done_by_index: dict[int, _TaskResult] = {}
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_run_task, args(task)) for task in tasks]
-            for k, fut in enumerate(futures, start=1):
-                results.append(fut.result())
-                if progress is not None:
-                    progress(k, total)
+            queue = list(enumerate(tasks))[::-1]
+            running: dict[Future[_TaskResult], int] = {}
+            while queue or running:
+                while queue and len(running) < 2 * n_jobs:
+                    k, task = queue.pop()
+                    running[pool.submit(_run_task, args(task))] = k
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    done_by_index[running.pop(fut)] = fut.result()
+                    if progress is not None:
+                        progress(len(done_by_index), total)
+        results = [done_by_index[k] for k in range(total)]
 
     failures = pl.DataFrame(
         [(r.name, r.origin, r.error, r.message) for r in results if r.error is not None],

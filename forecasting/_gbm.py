@@ -216,6 +216,8 @@ class GlobalGradientBoosting(Forecaster):
 
     # --- fit ----------------------------------------------------------------------------
     def _fit(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> None:
+        # Import scikit-learn first: threadpoolctl limits only the libraries loaded.
+        import sklearn.ensemble  # noqa: F401
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=self.n_jobs, user_api="openmp"):
@@ -403,6 +405,8 @@ class GlobalGradientBoosting(Forecaster):
 
     # --- predict ------------------------------------------------------------------------
     def _predict(self, temperature: pl.DataFrame) -> pl.DataFrame:
+        # Import scikit-learn first: threadpoolctl limits only the libraries loaded.
+        import sklearn.ensemble  # noqa: F401
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=self.n_jobs, user_api="openmp"):

@@ -30,8 +30,8 @@ the error correlation the intervals use.
 **Intervals.**  Each node's base interval gives a step-wise error scale
 ``σ = (hi − lo) / (2 z₀.₉)`` (Gaussian assumption, ``z₀.₉ = 1.2816``).  The reconciled
 error covariance at a step is ``P Σ_t Pᵀ`` with ``Σ_t = diag(σ_t) C diag(σ_t)`` and ``C``
-the (shrunk, for ``mint_shrink``; sample-based otherwise) error **correlation** of the
-residuals, or the identity without residuals (then a parent's bottom-up interval assumes
+the Schäfer–Strimmer-shrunk error **correlation** of the residuals (whatever the
+method), or the identity without residuals (then a parent's bottom-up interval assumes
 independent meters, which is too narrow if meters share weather errors).  The reconciled
 half-width ``z₀.₉ √(P Σ_t Pᵀ)_ii`` is split below/above the reconciled mean in the base
 interval's proportions (keeping its skew).  Under bottom-up the meters' intervals are

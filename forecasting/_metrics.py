@@ -25,11 +25,11 @@ from typing import Final
 import numpy as np
 import polars as pl
 
+from forecasting._base import STEP as _STEP
 from forecasting.errors import InvalidInputError
 
 #: Default seasonal period of the MASE scale, in steps of each frequency (one week).
 DEFAULT_SEASON: Final[dict[str, int]] = {"hour": 168, "day": 7}
-_STEP: Final[dict[str, dt.timedelta]] = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
 #: The metric columns of :func:`score`, in order.
 METRICS: Final = ("mae", "rmse", "smape", "wape", "mase", "mase_pooled", "coverage", "width")
 

@@ -55,7 +55,7 @@ _MAX_NAME: Final = 120
 _NAME_OK: Final = re.compile(r"^[A-Za-z0-9_.:@+\-/ ]+$")
 _SYNTAX: Final = (
     "observed | normal | <observed|normal><+|-><°C> (e.g. normal-5) | "
-    "cold_snap:<°C>@<YYYY-MM-DD[THH]>+<n>d|h[/<base>] (e.g. cold_snap:-25@2022-02-01+5d, "
+    "cold_snap:<°C>@<YYYY-MM-DD>(T<HH>)+<n>d|h(/<base>) (e.g. cold_snap:-25@2022-02-01+5d, "
     "cold_snap:-20@2022-02-01T06+36h/observed)"
 )
 

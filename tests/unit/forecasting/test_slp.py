@@ -9,7 +9,18 @@ import polars as pl
 import pytest
 
 from forecasting import InsufficientHistoryError, InvalidParameterError
-from forecasting._slp import StandardLoadProfile, geometric_temperature, sigmoid
+from forecasting._slp import (
+    LOWER,
+    UPPER,
+    StandardLoadProfile,
+    _curve,
+    _fit_sigmoid,
+    _published,
+    _robust_scale,
+    _soft_l1,
+    geometric_temperature,
+    sigmoid,
+)
 from warehouse import validate_frame
 from warehouse._schemas import FORECASTS
 
@@ -96,6 +107,41 @@ def test_recovers_the_parameters_of_a_known_sigmoid() -> None:
         fitted = row["scale_m3"] * sigmoid(grid, row["a"], row["b"], row["c"], row["d"])
         np.testing.assert_allclose(fitted, s * sigmoid(grid, *TRUE), rtol=0.03)
     assert model.fit_seconds_per_meter_ < 0.5
+
+
+def test_batched_solver_reaches_the_least_squares_cost() -> None:
+    # Noisy meters with outliers, gaps and one short one, started from the GHD set.
+    rng = np.random.default_rng(7)
+    n, days = 6, 365
+    geo = geometric_temperature(_weather(days, 7)[None, :] + rng.normal(0.0, 1.0, (n, days)))
+    true = np.column_stack(
+        [
+            rng.uniform(1.0, 4.0, n),
+            rng.uniform(-45.0, -30.0, n),
+            rng.uniform(3.0, 8.0, n),
+            rng.uniform(0.0, 0.4, n),
+        ]
+    )
+    noise = rng.lognormal(0.0, rng.uniform(0.02, 0.3, (n, 1)), (n, days))
+    target = sigmoid(geo, *true.T[:, :, None]) * noise
+    target[rng.random((n, days)) < 0.03] *= 4.0
+    target[rng.random((n, days)) < 0.1] = np.nan
+    target[0, :320] = np.nan
+    x0 = np.tile(_published("GHD")[0], (n, 1))
+    batched = _fit_sigmoid(geo, target, x0)
+    reference = _fit_sigmoid(geo, target, x0, solver="scipy")
+    assert np.all((batched >= LOWER) & (batched <= UPPER))
+
+    use = ~np.isnan(target)
+    t = np.where(use, geo, 10.0)
+    start = _curve(t, np.clip(x0, LOWER + 1e-6, UPPER - 1e-6))[0]
+    f2 = _robust_scale(np.where(use, start - target, np.nan)) ** 2
+
+    def cost(p: np.ndarray) -> np.ndarray:
+        return _soft_l1(np.where(use, _curve(t, p)[0] - np.nan_to_num(target), 0.0), f2)[0]
+
+    assert np.all(cost(batched) <= 1.01 * cost(reference))
+    assert np.all(cost(batched) < cost(x0))
 
 
 def test_short_history_falls_back_to_the_published_profile() -> None:
