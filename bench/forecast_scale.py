@@ -53,8 +53,12 @@ import polars as pl
 START = dt.date(2021, 1, 1)
 HISTORY_DAYS = 365
 HORIZON_H = 24
+#: Fleet size the per-meter costs are projected to.
+PROJECT_TO = 100_000
 UTC = dt.UTC
 
+#: CPU seconds of finished CmdStan children already attributed (per worker process).
+_CHILD_CPU: list[float] = []
 # Worker state, set once per process by _init.
 _STATE: dict[str, Any] = {}
 
@@ -174,13 +178,16 @@ def _chunk(args: tuple[int, int, list[str]]) -> dict[str, Any]:
         "rows": consumption.height,
         "models": {},
     }
+    out["sim_cpu_s"] = time.process_time() - c0
     for name, cls in _models(names).items():
         t1 = time.perf_counter()
+        p1 = time.process_time()
         try:
             model = cls().fit(consumption, temperature, cutoff=cutoff)
             pred = model.predict(horizon.filter(pl.col("meter_id").is_in(list(model.meters_))))
             out["models"][name] = {
                 "s": time.perf_counter() - t1,
+                "cpu_s": time.process_time() - p1,
                 "pred_rows": pred.height,
                 "skipped": len(model.skipped_),
                 "volume": float(pred.get_column("volume_m3").sum()),
@@ -207,8 +214,10 @@ def _prophet_sample(args: tuple[int, int]) -> dict[str, Any]:
     consumption, temperature, horizon = _simulate(i0, i1)
     hist = consumption.join(temperature, on=["meter_id", "ts"])
     times = []
+    cpus = []
     for meter in hist.get_column("meter_id").unique().sort().to_list():
         t0 = time.perf_counter()
+        c0 = time.process_time()
         h = hist.filter(pl.col("meter_id") == meter).select(
             pl.col("ts").dt.replace_time_zone(None).alias("ds"),
             pl.col("volume_m3").alias("y"),
@@ -230,7 +239,16 @@ def _prophet_sample(args: tuple[int, int]) -> dict[str, Any]:
             model.fit(h.to_pandas())
             model.predict(f.to_pandas())
         times.append(time.perf_counter() - t0)
-    return {"times": times, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        # CmdStan runs as a child process: count its CPU too.
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(time.process_time() - c0)
+        cpus[-1] += child.ru_utime + child.ru_stime - sum(_CHILD_CPU)
+        _CHILD_CPU.append(child.ru_utime + child.ru_stime - sum(_CHILD_CPU))
+    return {
+        "times": times,
+        "cpus": cpus,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,17 +306,26 @@ def main(argv: list[str] | None = None) -> int:
         f"(simulation CPU {sim_cpu:.0f} s across workers)"
     )
     print(
-        "\n| model | CPU s (sum over workers) | share of wall | forecast rows | meters skipped | errors |"
+        "\n| model | worker wall s (sum) | CPU s (sum) | CPU ms per meter | projected idle wall for "
+        f"{PROJECT_TO:,} meters on {args.workers} cores | forecast rows | meters skipped | errors |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
+    sim_c = sum(r["sim_cpu_s"] for r in results)
+    print(
+        f"| (simulate chunk) | {sim_cpu:.0f} | {sim_c:.0f} | {1000 * sim_c / args.meters:.1f} | "
+        f"{sim_c / args.meters * PROJECT_TO / args.workers:.0f} s | | | |"
+    )
     total_cpu = sim_cpu + sum(m["s"] for r in results for m in r["models"].values())
     for name in available:
         cpu = sum(r["models"][name]["s"] for r in results if name in r["models"])
         pr = sum(r["models"][name].get("pred_rows", 0) for r in results)
         sk = sum(r["models"][name].get("skipped", 0) for r in results)
         errs = [r["models"][name]["error"] for r in results if "error" in r["models"].get(name, {})]
+        mcpu = sum(r["models"][name].get("cpu_s", 0.0) for r in results)
+        proj_idle = mcpu / args.meters * PROJECT_TO / args.workers
         print(
-            f"| {name} | {cpu:.0f} | {wall * cpu / total_cpu:.0f} s | {pr:,} | {sk} | {len(errs)}{': ' + errs[0] if errs else ''} |"
+            f"| {name} | {cpu:.0f} | {mcpu:.0f} | {1000 * mcpu / args.meters:.1f} | {proj_idle:.0f} s "
+            f"= {proj_idle / 60:.1f} min | {pr:,} | {sk} | {len(errs)}{': ' + errs[0] if errs else ''} |"
         )
     print(
         f"\nfast path wall time (simulate + all models, {args.workers} workers): {wall:.1f} s "
@@ -313,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"worker CPU time {cpu:.0f} s over {busy:.0f} s of worker wall time ({cpu / busy:.0%} on CPU; "
         f"below 100 % = the cores were shared with other processes); CPU-bound estimate on an idle "
-        f"machine: {cpu / args.workers:.0f} s = {cpu / args.workers / 60:.1f} min"
+        f"machine: {cpu / args.workers:.0f} s = {cpu / args.workers / 60:.1f} min; projected to "
+        f"{PROJECT_TO:,} meters: {cpu / args.meters * PROJECT_TO / args.workers / 60:.1f} min"
     )
     print(
         f"peak RSS: parent {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
@@ -332,7 +360,16 @@ def main(argv: list[str] | None = None) -> int:
             outs = list(pool.map(_prophet_sample, [(int(i), int(i) + 1) for i in picks]))
         times = [t for o in outs for t in o["times"]]
         pr_s = float(np.mean(times))
+        cpus = [c for o in outs for c in o["cpus"]]
+        pr_cpu = float(np.mean(cpus))
         proj = pr_s * args.meters / args.workers
+        proj_idle = pr_cpu * PROJECT_TO / args.workers
+        print(
+            f"\nProphet CPU per meter (incl. the CmdStan child): {pr_cpu:.2f} s; projected for "
+            f"{PROJECT_TO:,} meters on {args.workers} idle cores: {proj_idle:,.0f} s = "
+            f"{proj_idle / 3600:.1f} h; ratio to the fast path's idle projection: "
+            f"{proj_idle / (cpu / args.meters * PROJECT_TO / args.workers):,.0f}×"
+        )
         print(
             f"\nProphet (hourly, 1 year + temperature) on {len(times)} meters, one core: "
             f"{pr_s:.2f} s per meter (median {np.median(times):.2f}, wall {time.perf_counter() - t1:.0f} s, "

@@ -135,8 +135,16 @@ class AutoForecaster(Forecaster):
         # DataFrame (``groups``) answers element-wise; describe it by shape instead.
         params = self.get_params()
         parts = [f"candidates={list(self.candidates)!r}", f"horizon={self.horizon!r}"]
-        defaults = {"n_windows": 3, "step": None, "skip": 0, "min_train": None,
-                    "select_by": "mase", "per": "meter", "calibrate": "model", "freq": "hour"}
+        defaults = {
+            "n_windows": 3,
+            "step": None,
+            "skip": 0,
+            "min_train": None,
+            "select_by": "mase",
+            "per": "meter",
+            "calibrate": "model",
+            "freq": "hour",
+        }
         parts += [f"{k}={params[k]!r}" for k, d in defaults.items() if params[k] != d]
         if self.groups is not None:
             g = self.groups
@@ -190,9 +198,15 @@ class AutoForecaster(Forecaster):
         min_train = self.min_train if self.min_train is not None else self.horizon
         try:
             result = backtest(
-                self.candidates, consumption, temperature,
-                horizon=self.horizon, step=step, n_windows=self.n_windows,
-                min_train=min_train, skip=self.skip, freq=self.freq,
+                self.candidates,
+                consumption,
+                temperature,
+                horizon=self.horizon,
+                step=step,
+                n_windows=self.n_windows,
+                min_train=min_train,
+                skip=self.skip,
+                freq=self.freq,
             )
         except InvalidInputError as exc:
             need = min_train + self.horizon
@@ -203,8 +217,8 @@ class AutoForecaster(Forecaster):
         board = result.leaderboard.filter(pl.col("n") > 0)
         if board.height == 0:
             why = "; ".join(
-                f"{m}: {e}" for m, e in result.failures.select("model", "message").unique(
-                    "model").iter_rows()
+                f"{m}: {e}"
+                for m, e in result.failures.select("model", "message").unique("model").iter_rows()
             )
             raise InsufficientHistoryError(
                 f"AutoForecaster: no candidate produced a scored backtest forecast ({why}); "
@@ -236,8 +250,11 @@ class AutoForecaster(Forecaster):
                     if meter in fitted:
                         self.choice_[meter] = name
                         continue
-                    why = (model.skipped_.get(meter, "not fitted") if model is not None
-                           else "no meter could be fitted")
+                    why = (
+                        model.skipped_.get(meter, "not fitted")
+                        if model is not None
+                        else "no meter could be fitted"
+                    )
                     reasons.setdefault(meter, []).append(f"{name}: {why}")
                     rest = pending[meter][1:]
                     if rest:
@@ -273,21 +290,28 @@ class AutoForecaster(Forecaster):
             gcol = next(c for c in self.groups.columns if c != "meter_id")
             units = self.groups.select("meter_id", pl.col(gcol).cast(pl.String).alias("_u"))
         else:
-            units = pl.DataFrame({"meter_id": meters, "_u": meters},
-                                 schema={"meter_id": pl.String, "_u": pl.String})
+            units = pl.DataFrame(
+                {"meter_id": meters, "_u": meters}, schema={"meter_id": pl.String, "_u": pl.String}
+            )
         preds = result.predictions.filter(pl.col("lead") > self.skip).join(
             units, on="meter_id", how="inner"
         )
         key = ["_u", "origin", "meter_id", "ts"]
         in_unit = preds.group_by("_u").agg(pl.col("model").n_unique().alias("_k"))
         common = (
-            preds.group_by(key).agg(pl.col("model").n_unique().alias("_c"))
-            .join(in_unit, on="_u").filter(pl.col("_c") == pl.col("_k")).select(key)
+            preds.group_by(key)
+            .agg(pl.col("model").n_unique().alias("_c"))
+            .join(in_unit, on="_u")
+            .filter(pl.col("_c") == pl.col("_k"))
+            .select(key)
         )
         hist = consumption.filter(pl.col("ts") < result.origins[0])
         unit_scores = score(
-            preds.join(common, on=key, how="semi"), consumption,
-            scale=naive_scale(hist, freq=self.freq), freq=self.freq, by=["_u", "model"],
+            preds.join(common, on=key, how="semi"),
+            consumption,
+            scale=naive_scale(hist, freq=self.freq),
+            freq=self.freq,
+            by=["_u", "model"],
         ).filter(pl.col("meter_id").is_null() & pl.col(metric).is_not_null())
         order = {name: k for k, name in enumerate(overall)}
         ranked = (
@@ -348,9 +372,14 @@ class AutoForecaster(Forecaster):
                     rows.append((name, meter, f, part.height, *_coverages(part, f)))
         return pl.DataFrame(
             rows,
-            schema={"model": pl.String, "meter_id": pl.String, "factor": pl.Float64,
-                    "steps": pl.Int64, "coverage_before": pl.Float64,
-                    "coverage_after": pl.Float64},
+            schema={
+                "model": pl.String,
+                "meter_id": pl.String,
+                "factor": pl.Float64,
+                "steps": pl.Int64,
+                "coverage_before": pl.Float64,
+                "coverage_after": pl.Float64,
+            },
             orient="row",
         ).sort("model", "meter_id", nulls_last=False)
 

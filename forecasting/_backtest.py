@@ -124,7 +124,9 @@ def origins_for(
     observation and the origin are dropped.
     """
     delta = _step(freq)
-    first, last = consumption.select(pl.col("ts").min().alias("a"), pl.col("ts").max().alias("b")).row(0)
+    first, last = consumption.select(
+        pl.col("ts").min().alias("a"), pl.col("ts").max().alias("b")
+    ).row(0)
     if first is None:
         return []
     end = last + delta
@@ -205,12 +207,26 @@ def backtest(
     InvalidInputError
         No origin fits into the history (says how much history the setup needs).
     """
-    _check_args(models, horizon=horizon, step=step, n_windows=n_windows, min_train=min_train,
-                skip=skip, n_jobs=n_jobs, freq=freq)
+    _check_args(
+        models,
+        horizon=horizon,
+        step=step,
+        n_windows=n_windows,
+        min_train=min_train,
+        skip=skip,
+        n_jobs=n_jobs,
+        freq=freq,
+    )
     delta = _step(freq)
     if origins is None:
-        chosen = origins_for(consumption, horizon=horizon, step=step, n_windows=n_windows,
-                             min_train=min_train, freq=freq)
+        chosen = origins_for(
+            consumption,
+            horizon=horizon,
+            step=step,
+            n_windows=n_windows,
+            min_train=min_train,
+            freq=freq,
+        )
     else:
         chosen = sorted(origins)
     if not chosen:
@@ -266,8 +282,12 @@ def backtest(
 
     failures = pl.DataFrame(
         [(r.name, r.origin, r.error, r.message) for r in results if r.error is not None],
-        schema={"model": pl.String, "origin": pl.Datetime("us", "UTC"),
-                "error": pl.String, "message": pl.String},
+        schema={
+            "model": pl.String,
+            "origin": pl.Datetime("us", "UTC"),
+            "error": pl.String,
+            "message": pl.String,
+        },
         orient="row",
     )
     frames = [r.predictions for r in results if r.predictions is not None]
@@ -285,29 +305,37 @@ def backtest(
         .select(list(_PRED_SCHEMA) + ["actual_m3"])
         .sort("model", "origin", "meter_id", "ts")
     )
-    scale = naive_scale(
-        consumption.filter(pl.col("ts") < chosen[0]), season=season, freq=freq
-    )
+    scale = naive_scale(consumption.filter(pl.col("ts") < chosen[0]), season=season, freq=freq)
     scored = predictions.filter(pl.col("lead") > skip)
     scores = score(scored, consumption, scale=scale, freq=freq, by=["model"])
     # The leaderboard compares the models on the same steps: those every model forecast.
     key = ["origin", "meter_id", "ts"]
     common = (
-        scored.group_by(key).agg(pl.col("model").n_unique().alias("_k"))
+        scored.group_by(key)
+        .agg(pl.col("model").n_unique().alias("_k"))
         .filter(pl.col("_k") == len(names))
         .drop("_k")
     )
-    board = score(scored.join(common, on=key, how="semi"), consumption, scale=scale,
-                  freq=freq, by=["model"]).filter(pl.col("meter_id").is_null())
-    timing = pl.DataFrame(
-        [(r.name, r.error is None, r.fit_seconds, r.predict_seconds) for r in results],
-        schema={"model": pl.String, "ok": pl.Boolean, "fit_seconds": pl.Float64,
-                "predict_seconds": pl.Float64},
-        orient="row",
-    ).group_by("model").agg(
-        pl.col("ok").sum().cast(pl.Int64).alias("windows"),
-        pl.col("fit_seconds").sum(),
-        pl.col("predict_seconds").sum(),
+    board = score(
+        scored.join(common, on=key, how="semi"), consumption, scale=scale, freq=freq, by=["model"]
+    ).filter(pl.col("meter_id").is_null())
+    timing = (
+        pl.DataFrame(
+            [(r.name, r.error is None, r.fit_seconds, r.predict_seconds) for r in results],
+            schema={
+                "model": pl.String,
+                "ok": pl.Boolean,
+                "fit_seconds": pl.Float64,
+                "predict_seconds": pl.Float64,
+            },
+            orient="row",
+        )
+        .group_by("model")
+        .agg(
+            pl.col("ok").sum().cast(pl.Int64).alias("windows"),
+            pl.col("fit_seconds").sum(),
+            pl.col("predict_seconds").sum(),
+        )
     )
     order = pl.DataFrame({"model": names, "_order": list(range(len(names)))})
     leaderboard = (
@@ -329,17 +357,19 @@ def backtest(
 
 # --- one (origin, model) task; module level so spawn workers can import it ----------------
 
-_PRED_SCHEMA: Final = pl.Schema({
-    "model": pl.String(),
-    "origin": pl.Datetime("us", "UTC"),
-    "lead": pl.Int64(),
-    "meter_id": pl.String(),
-    "ts": pl.Datetime("us", "UTC"),
-    "volume_m3": pl.Float64(),
-    "volume_m3_lo_80": pl.Float64(),
-    "volume_m3_hi_80": pl.Float64(),
-    "temperature_c": pl.Float64(),
-})
+_PRED_SCHEMA: Final = pl.Schema(
+    {
+        "model": pl.String(),
+        "origin": pl.Datetime("us", "UTC"),
+        "lead": pl.Int64(),
+        "meter_id": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),
+        "volume_m3": pl.Float64(),
+        "volume_m3_lo_80": pl.Float64(),
+        "volume_m3_hi_80": pl.Float64(),
+        "temperature_c": pl.Float64(),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -372,8 +402,9 @@ def _run_task(a: _TaskArgs) -> _TaskResult:
     try:
         model.fit(a.consumption, a.temperature.filter(pl.col("ts") < a.origin), cutoff=a.origin)
     except ForecastingError as exc:
-        return _TaskResult(a.name, a.origin, None, type(exc).__name__, str(exc),
-                           time.perf_counter() - t0, 0.0)
+        return _TaskResult(
+            a.name, a.origin, None, type(exc).__name__, str(exc), time.perf_counter() - t0, 0.0
+        )
     t1 = time.perf_counter()
     # Observed temperature of the horizon ("perfect temperature forecast"); steps without
     # a temperature are not forecast (and so not scored) rather than failing the window.
@@ -387,8 +418,9 @@ def _run_task(a: _TaskArgs) -> _TaskResult:
     try:
         pred = model.predict(horizon)
     except ForecastingError as exc:
-        return _TaskResult(a.name, a.origin, None, type(exc).__name__, str(exc),
-                           t1 - t0, time.perf_counter() - t1)
+        return _TaskResult(
+            a.name, a.origin, None, type(exc).__name__, str(exc), t1 - t0, time.perf_counter() - t1
+        )
     t2 = time.perf_counter()
     step_us = _step_us(a)
     origin_lit = pl.lit(a.origin, dtype=pl.Datetime("us", "UTC"))
@@ -444,9 +476,14 @@ def _check_args(
                 f"models: {m!r} forecasts freq={mf!r} but the backtest runs at freq={freq!r}; "
                 f"construct it with freq={freq!r}"
             )
-    for name, value, low in (("horizon", horizon, 1), ("step", step, 1),
-                             ("n_windows", n_windows, 1), ("min_train", min_train, 0),
-                             ("n_jobs", n_jobs, 1), ("skip", skip, 0)):
+    for name, value, low in (
+        ("horizon", horizon, 1),
+        ("step", step, 1),
+        ("n_windows", n_windows, 1),
+        ("min_train", min_train, 0),
+        ("n_jobs", n_jobs, 1),
+        ("skip", skip, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InvalidParameterError(f"{name}: expected an integer >= {low}, got {value!r}")
     if skip >= horizon:

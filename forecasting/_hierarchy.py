@@ -164,8 +164,9 @@ def summing_matrix(
     blocks.append(np.eye(m))
     node_level += [bottom] * m
     node_id += ids
-    nodes = pl.DataFrame({"level": node_level, "node_id": node_id},
-                         schema={"level": pl.String, "node_id": pl.String})
+    nodes = pl.DataFrame(
+        {"level": node_level, "node_id": node_id}, schema={"level": pl.String, "node_id": pl.String}
+    )
     return Hierarchy(nodes=nodes, S=np.vstack(blocks), bottom=tuple(ids), bottom_level=bottom)
 
 
@@ -198,13 +199,21 @@ def aggregate(
         the bottom level included.
     """
     h = summing_matrix(hierarchy, bottom=bottom, levels=levels, total=total)
-    agg_levels = [lv for lv in h.nodes.get_column("level").unique(maintain_order=True).to_list()
-                  if lv not in (bottom,)]
-    src = frame.rename({bottom: "_b"}) if bottom in frame.columns else frame.rename(
-        {"meter_id": "_b"})
+    agg_levels = [
+        lv
+        for lv in h.nodes.get_column("level").unique(maintain_order=True).to_list()
+        if lv not in (bottom,)
+    ]
+    src = (
+        frame.rename({bottom: "_b"})
+        if bottom in frame.columns
+        else frame.rename({"meter_id": "_b"})
+    )
     src = src.filter(pl.col("_b").is_in(list(h.bottom)))
-    tree = hierarchy.select(pl.col(bottom).cast(pl.String).alias("_b"),
-                            *[pl.col(c).cast(pl.String) for c in agg_levels if c != TOTAL])
+    tree = hierarchy.select(
+        pl.col(bottom).cast(pl.String).alias("_b"),
+        *[pl.col(c).cast(pl.String) for c in agg_levels if c != TOTAL],
+    )
     joined = src.join(tree, on="_b", how="left")
     sums = [pl.col(v).sum().alias(v) for v in values]
     nulls = [pl.col(v).null_count().alias(f"_n_{v}") for v in values]
@@ -212,16 +221,20 @@ def aggregate(
     for level in agg_levels:
         key = pl.lit(TOTAL).alias("node_id") if level == TOTAL else pl.col(level).alias("node_id")
         part = (
-            joined.group_by(key, "ts").agg(*sums, *nulls)
+            joined.group_by(key, "ts")
+            .agg(*sums, *nulls)
             .with_columns(
-                *[pl.when(pl.col(f"_n_{v}") > 0).then(None).otherwise(pl.col(v)).alias(v)
-                  for v in values]
+                *[
+                    pl.when(pl.col(f"_n_{v}") > 0).then(None).otherwise(pl.col(v)).alias(v)
+                    for v in values
+                ]
             )
             .select(pl.lit(level).alias("level"), "node_id", "ts", *values)
         )
         parts.append(part)
-    parts.append(joined.select(pl.lit(bottom).alias("level"), pl.col("_b").alias("node_id"),
-                               "ts", *values))
+    parts.append(
+        joined.select(pl.lit(bottom).alias("level"), pl.col("_b").alias("node_id"), "ts", *values)
+    )
     return pl.concat(parts, how="vertical_relaxed").sort("level", "node_id", "ts")
 
 
@@ -269,8 +282,10 @@ def reconcile(
     """
     if method not in METHODS:
         raise InvalidParameterError(f"method: expected one of {METHODS}, got {method!r}")
-    h = hierarchy if isinstance(hierarchy, Hierarchy) else summing_matrix(
-        hierarchy, bottom=bottom, levels=levels, total=total
+    h = (
+        hierarchy
+        if isinstance(hierarchy, Hierarchy)
+        else summing_matrix(hierarchy, bottom=bottom, levels=levels, total=total)
     )
     n, m = h.S.shape
     y_hat, lo, hi, steps = _pivot_forecasts(forecasts, h)
@@ -333,9 +348,15 @@ def reconcile(
             "volume_m3_hi_80": hi_rec.ravel(),
             "method": method,
         },
-        schema={"level": pl.String, "node_id": pl.String, "ts": pl.Datetime("us", "UTC"),
-                "volume_m3": pl.Float64, "volume_m3_lo_80": pl.Float64,
-                "volume_m3_hi_80": pl.Float64, "method": pl.String},
+        schema={
+            "level": pl.String,
+            "node_id": pl.String,
+            "ts": pl.Datetime("us", "UTC"),
+            "volume_m3": pl.Float64,
+            "volume_m3_lo_80": pl.Float64,
+            "volume_m3_hi_80": pl.Float64,
+            "method": pl.String,
+        },
     )
 
 
@@ -384,10 +405,9 @@ def _node_index(frame: pl.DataFrame, h: Hierarchy, what: str) -> pl.DataFrame:
             f"{what}: expected columns level, node_id, ts, got {frame.columns} ({absent} missing)"
         )
     idx = h.nodes.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
-    joined = frame.with_columns(pl.col("level").cast(pl.String),
-                                pl.col("node_id").cast(pl.String)).join(
-        idx, on=["level", "node_id"], how="left"
-    )
+    joined = frame.with_columns(
+        pl.col("level").cast(pl.String), pl.col("node_id").cast(pl.String)
+    ).join(idx, on=["level", "node_id"], how="left")
     unknown = joined.filter(pl.col("_row").is_null()).select("level", "node_id").unique()
     if unknown.height:
         raise InvalidInputError(
@@ -409,18 +429,27 @@ def _pivot_forecasts(
     joined = _node_index(forecasts, h, "forecasts")
     steps = joined.get_column("ts").unique().sort().to_list()
     n, t = h.S.shape[0], len(steps)
-    if joined.height != n * t or joined.select(pl.any_horizontal(
-            pl.col(c).is_null() | pl.col(c).is_nan() for c in cols).any()).item():
+    if (
+        joined.height != n * t
+        or joined.select(
+            pl.any_horizontal(pl.col(c).is_null() | pl.col(c).is_nan() for c in cols).any()
+        ).item()
+    ):
         have = joined.group_by("_row").len()
-        short = h.nodes.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64)).join(
-            have, on="_row", how="left").filter(pl.col("len").fill_null(0) < t)
+        short = (
+            h.nodes.with_row_index("_row")
+            .with_columns(pl.col("_row").cast(pl.Int64))
+            .join(have, on="_row", how="left")
+            .filter(pl.col("len").fill_null(0) < t)
+        )
         raise InvalidInputError(
             f"forecasts: expected a base forecast (with bounds, no nulls) for each of the {n} "
             f"nodes at each of the {t} steps; {short.height} node(s) lack some, e.g. "
             f"{short.select('level', 'node_id').head(3).rows()}; forecast every node first"
         )
-    ts_index = pl.DataFrame({"ts": steps}).with_row_index("_t").with_columns(
-        pl.col("_t").cast(pl.Int64))
+    ts_index = (
+        pl.DataFrame({"ts": steps}).with_row_index("_t").with_columns(pl.col("_t").cast(pl.Int64))
+    )
     joined = joined.join(ts_index, on="ts", how="left")
     r = joined.get_column("_row").to_numpy()
     c = joined.get_column("_t").to_numpy()
@@ -447,10 +476,13 @@ def _pivot_residuals(residuals: pl.DataFrame, h: Hierarchy) -> np.ndarray:
             f"residuals: expected at least 3 steps with a residual for every one of the {n} "
             f"nodes, got {complete.height}; backtest every node on the same steps"
         )
-    joined = joined.join(complete.with_row_index("_t").with_columns(pl.col("_t").cast(pl.Int64)),
-                         on="ts", how="inner")
-    r: np.ndarray = np.empty((complete.height, n))
-    r[joined.get_column("_t").to_numpy(), joined.get_column("_row").to_numpy()] = (
-        joined.get_column("residual_m3").to_numpy()
+    joined = joined.join(
+        complete.with_row_index("_t").with_columns(pl.col("_t").cast(pl.Int64)),
+        on="ts",
+        how="inner",
     )
+    r: np.ndarray = np.empty((complete.height, n))
+    r[joined.get_column("_t").to_numpy(), joined.get_column("_row").to_numpy()] = joined.get_column(
+        "residual_m3"
+    ).to_numpy()
     return r

@@ -186,12 +186,11 @@ def score(
     has_interval = {"volume_m3_lo_80", "volume_m3_hi_80"} <= set(forecast.columns)
     lo = pl.col("volume_m3_lo_80") if has_interval else pl.lit(None, dtype=pl.Float64)
     hi = pl.col("volume_m3_hi_80") if has_interval else pl.lit(None, dtype=pl.Float64)
-    obs = _observed(actual, "actual").select(
-        "meter_id", "ts", pl.col("volume_m3").alias("_y")
-    )
+    obs = _observed(actual, "actual").select("meter_id", "ts", pl.col("volume_m3").alias("_y"))
     rows = (
-        forecast.select(*by, "meter_id", "ts", pl.col("volume_m3").alias("_f"),
-                        lo.alias("_lo"), hi.alias("_hi"))
+        forecast.select(
+            *by, "meter_id", "ts", pl.col("volume_m3").alias("_f"), lo.alias("_lo"), hi.alias("_hi")
+        )
         .filter(pl.col("_f").is_not_null() & pl.col("_f").is_not_nan())
         .join(obs, on=["meter_id", "ts"], how="inner")
     )
@@ -202,21 +201,25 @@ def score(
     else:
         rows = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias("scale_m3"))
     scale_ok = pl.col("scale_m3") > 0
-    rows = rows.with_columns(
-        (pl.col("_y") - pl.col("_f")).alias("_e"),
-        pl.when(scale_ok).then(pl.col("scale_m3")).otherwise(None).alias("_s"),
-    ).with_columns(
-        pl.col("_e").abs().alias("_ae"),
-        (pl.col("_y").abs() + pl.col("_f").abs()).alias("_den"),
-    ).with_columns(
-        pl.when(pl.col("_den") > 0)
-        .then(2.0 * pl.col("_ae") / pl.col("_den"))
-        .otherwise(0.0)
-        .alias("_sape"),
-        ((pl.col("_y") >= pl.col("_lo")) & (pl.col("_y") <= pl.col("_hi")))
-        .cast(pl.Float64)
-        .alias("_in"),
-        (pl.col("_hi") - pl.col("_lo")).alias("_w"),
+    rows = (
+        rows.with_columns(
+            (pl.col("_y") - pl.col("_f")).alias("_e"),
+            pl.when(scale_ok).then(pl.col("scale_m3")).otherwise(None).alias("_s"),
+        )
+        .with_columns(
+            pl.col("_e").abs().alias("_ae"),
+            (pl.col("_y").abs() + pl.col("_f").abs()).alias("_den"),
+        )
+        .with_columns(
+            pl.when(pl.col("_den") > 0)
+            .then(2.0 * pl.col("_ae") / pl.col("_den"))
+            .otherwise(0.0)
+            .alias("_sape"),
+            ((pl.col("_y") >= pl.col("_lo")) & (pl.col("_y") <= pl.col("_hi")))
+            .cast(pl.Float64)
+            .alias("_in"),
+            (pl.col("_hi") - pl.col("_lo")).alias("_w"),
+        )
     )
 
     def pooled() -> list[pl.Expr]:
@@ -246,15 +249,12 @@ def score(
         *pooled(), pl.col("_ae").filter(pl.col("_s").is_not_null()).sum().alias("_aes")
     )
     key = by or ["_all"]
-    overall = (
-        overall.join(weights, on=key, how="left")
-        .with_columns(
-            pl.when(pl.col("_ns") > 0)
-            .then(pl.col("_aes") / pl.col("_ns"))
-            .otherwise(None)
-            .alias("mase_pooled"),
-            pl.lit(None, dtype=pl.String).alias("meter_id"),
-        )
+    overall = overall.join(weights, on=key, how="left").with_columns(
+        pl.when(pl.col("_ns") > 0)
+        .then(pl.col("_aes") / pl.col("_ns"))
+        .otherwise(None)
+        .alias("mase_pooled"),
+        pl.lit(None, dtype=pl.String).alias("meter_id"),
     )
     cols = [*by, "meter_id", "n", *METRICS]
     if not by:

@@ -36,7 +36,8 @@ class Flat(Forecaster):
             self.skipped_[m] = "told to skip it"
         self.mu_ = (
             consumption.filter(~pl.col("meter_id").is_in(list(self.skip_meters)))
-            .group_by("meter_id").agg(pl.col("volume_m3").mean().alias("mu"))
+            .group_by("meter_id")
+            .agg(pl.col("volume_m3").mean().alias("mu"))
         )
         if self.mu_.height == 0:
             raise InsufficientHistoryError("flat: nothing left to fit")
@@ -44,9 +45,12 @@ class Flat(Forecaster):
 
     def _predict(self, temperature: pl.DataFrame) -> pl.DataFrame:
         return temperature.join(self.mu_, on="meter_id").select(
-            "meter_id", "ts", pl.col("mu").alias("volume_m3"),
+            "meter_id",
+            "ts",
+            pl.col("mu").alias("volume_m3"),
             (pl.col("mu") * 0.99).alias("volume_m3_lo_80"),
-            (pl.col("mu") * 1.01).alias("volume_m3_hi_80"), "temperature_c",
+            (pl.col("mu") * 1.01).alias("volume_m3_hi_80"),
+            "temperature_c",
         )
 
 
@@ -81,12 +85,20 @@ def test_auto_picks_per_meter_refits_and_dispatches(mixed: Any) -> None:
     cutoff = _split(cons)
     model = AutoForecaster(
         candidates=[Flat(), HeatingDegreeRegression(smoothing_hours=12)],
-        horizon=48, skip=24, step=24, n_windows=4, calibrate=None,
+        horizon=48,
+        skip=24,
+        step=24,
+        n_windows=4,
+        calibrate=None,
     )
     assert model.fit(cons, temp, cutoff=cutoff) is model
     assert model.choice_ == {
-        "MP-0000": "hdd_regression", "MP-0001": "hdd_regression", "MP-0002": "hdd_regression",
-        "MP-0003": "hdd_regression", "MP-0004": "flat", "MP-0005": "flat",
+        "MP-0000": "hdd_regression",
+        "MP-0001": "hdd_regression",
+        "MP-0002": "hdd_regression",
+        "MP-0003": "hdd_regression",
+        "MP-0004": "flat",
+        "MP-0005": "flat",
     }
     assert set(model.models_) == {"flat", "hdd_regression"}
     assert model.models_["flat"].meters_ == ("MP-0004", "MP-0005")
@@ -101,8 +113,11 @@ def test_auto_picks_per_meter_refits_and_dispatches(mixed: Any) -> None:
     # better than either candidate alone on the held-out two days
     history = cons.filter(pl.col("ts") < cutoff)
     mase = {}
-    for name, est in (("auto", model), ("flat", Flat()),
-                      ("hdd", HeatingDegreeRegression(smoothing_hours=12))):
+    for name, est in (
+        ("auto", model),
+        ("flat", Flat()),
+        ("hdd", HeatingDegreeRegression(smoothing_hours=12)),
+    ):
         pred = est.predict(horizon) if name == "auto" else est.fit(history, temp).predict(horizon)
         mase[name] = score(pred, cons, history=history)["mase"][-1]
     # the two flat meters are noise around a constant, where both candidates are about
@@ -136,8 +151,14 @@ def test_conformal_calibration_fixes_a_too_narrow_interval(mixed: Any) -> None:
 def test_per_meter_calibration_and_held_out_coverage(make_series: Any) -> None:
     d = make_series(n_meters=8, days=60, seed=21)
     cutoff = _split(d.consumption)
-    model = AutoForecaster(candidates=[HeatingDegreeRegression()], horizon=48, skip=24,
-                           step=24, n_windows=14, calibrate="meter")
+    model = AutoForecaster(
+        candidates=[HeatingDegreeRegression()],
+        horizon=48,
+        skip=24,
+        step=24,
+        n_windows=14,
+        calibrate="meter",
+    )
     model.fit(d.consumption, d.temperature, cutoff=cutoff)
     cal = model.calibration_
     assert cal.height == 1 + 8 and cal["meter_id"].null_count() == 1
@@ -150,13 +171,19 @@ def test_per_meter_calibration_and_held_out_coverage(make_series: Any) -> None:
 def test_per_group_choice_and_fallback_when_the_choice_skips_a_meter(mixed: Any) -> None:
     cons, temp = mixed
     cutoff = _split(cons)
-    groups = pl.DataFrame({
-        "meter_id": [f"MP-{k:04d}" for k in range(6)],
-        "category": ["household"] * 4 + ["industrial"] * 2,
-    })
+    groups = pl.DataFrame(
+        {
+            "meter_id": [f"MP-{k:04d}" for k in range(6)],
+            "category": ["household"] * 4 + ["industrial"] * 2,
+        }
+    )
     model = AutoForecaster(
         candidates=[Flat(skip_meters=("MP-0005",)), HeatingDegreeRegression(smoothing_hours=12)],
-        horizon=24, step=24, n_windows=4, per="group", groups=groups,
+        horizon=24,
+        step=24,
+        n_windows=4,
+        per="group",
+        groups=groups,
     )
     model.fit(cons, temp, cutoff=cutoff)
     # the industrial group prefers the flat model, but it skips MP-0005 at the refit, so
@@ -173,7 +200,8 @@ def test_errors(mixed: Any) -> None:
         AutoForecaster(candidates=[Flat()], horizon=24).predict(temp)
     with pytest.raises(InvalidParameterError, match="select_by"):
         AutoForecaster(candidates=[Flat()], horizon=24, select_by="r2").fit(  # type: ignore[arg-type]
-            cons, temp)
+            cons, temp
+        )
     with pytest.raises(InvalidParameterError, match="groups"):
         AutoForecaster(candidates=[Flat()], horizon=24, per="group").fit(cons, temp)
     with pytest.raises(InvalidParameterError, match="candidates"):

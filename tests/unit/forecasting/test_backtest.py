@@ -50,9 +50,13 @@ class MeanModel(Forecaster):
 
     def _predict(self, temperature: pl.DataFrame) -> pl.DataFrame:
         return temperature.join(self.stats_, on="meter_id").select(
-            "meter_id", "ts", pl.col("mu").alias("volume_m3"),
-            pl.col("lo").alias("volume_m3_lo_80"), pl.col("hi").alias("volume_m3_hi_80"),
-            "temperature_c", "last",
+            "meter_id",
+            "ts",
+            pl.col("mu").alias("volume_m3"),
+            pl.col("lo").alias("volume_m3_lo_80"),
+            pl.col("hi").alias("volume_m3_hi_80"),
+            "temperature_c",
+            "last",
         )
 
 
@@ -90,7 +94,9 @@ def test_backtest_leaderboard_predictions_and_no_look_ahead(data: Any) -> None:
     calls: list[tuple[int, int]] = []
     result = backtest(
         [MeanModel(), HeatingDegreeRegression(), Spy()],
-        data.consumption, data.temperature, n_windows=4,
+        data.consumption,
+        data.temperature,
+        n_windows=4,
         progress=lambda done, total: calls.append((done, total)),
         **DAY_AHEAD_HOURLY,
     )
@@ -122,10 +128,25 @@ def test_backtest_leaderboard_predictions_and_no_look_ahead(data: Any) -> None:
 
 
 def test_skip_scores_only_the_later_part_of_the_horizon(data: Any) -> None:
-    full = backtest([MeanModel()], data.consumption, data.temperature, horizon=48, step=24,
-                    n_windows=2, min_train=24 * 10)
-    late = backtest([MeanModel()], data.consumption, data.temperature, horizon=48, step=24,
-                    n_windows=2, min_train=24 * 10, skip=24)
+    full = backtest(
+        [MeanModel()],
+        data.consumption,
+        data.temperature,
+        horizon=48,
+        step=24,
+        n_windows=2,
+        min_train=24 * 10,
+    )
+    late = backtest(
+        [MeanModel()],
+        data.consumption,
+        data.temperature,
+        horizon=48,
+        step=24,
+        n_windows=2,
+        min_train=24 * 10,
+        skip=24,
+    )
     assert full.leaderboard["n"][0] == 2 * 4 * 48
     assert late.leaderboard["n"][0] == 2 * 4 * 24
 
@@ -133,12 +154,17 @@ def test_skip_scores_only_the_later_part_of_the_horizon(data: Any) -> None:
 def test_failing_windows_are_reported_and_left_out(data: Any) -> None:
     # needs 30 days of history: the early origins fail, the later ones work
     origins = [dt.datetime(2025, 10, 5, tzinfo=dt.UTC), dt.datetime(2025, 10, 25, tzinfo=dt.UTC)]
-    result = backtest([MeanModel(min_hours=30 * 24), MeanModel()], data.consumption,
-                      data.temperature, horizon=24, step=24, n_windows=2, min_train=0,
-                      origins=origins)
-    assert result.failures.select("model", "error").rows() == [
-        ("mean", "InsufficientHistoryError")
-    ]
+    result = backtest(
+        [MeanModel(min_hours=30 * 24), MeanModel()],
+        data.consumption,
+        data.temperature,
+        horizon=24,
+        step=24,
+        n_windows=2,
+        min_train=0,
+        origins=origins,
+    )
+    assert result.failures.select("model", "error").rows() == [("mean", "InsufficientHistoryError")]
     assert model_names([MeanModel(), MeanModel()]) == ["mean", "mean#2"]
     board = result.leaderboard
     assert board.filter(pl.col("model") == "mean")["windows"][0] == 1
@@ -148,17 +174,41 @@ def test_failing_windows_are_reported_and_left_out(data: Any) -> None:
 
 def test_daily_models_and_bad_arguments(data: Any) -> None:
     with pytest.raises(InvalidParameterError, match="freq"):
-        backtest([HeatingDegreeRegression()], data.consumption, data.temperature, horizon=30,
-                 step=30, n_windows=2, min_train=10, freq="day")
+        backtest(
+            [HeatingDegreeRegression()],
+            data.consumption,
+            data.temperature,
+            horizon=30,
+            step=30,
+            n_windows=2,
+            min_train=10,
+            freq="day",
+        )
     with pytest.raises(InvalidParameterError, match="skip"):
-        backtest([MeanModel()], data.consumption, data.temperature, horizon=24, step=24,
-                 n_windows=2, min_train=10, skip=24)
+        backtest(
+            [MeanModel()],
+            data.consumption,
+            data.temperature,
+            horizon=24,
+            step=24,
+            n_windows=2,
+            min_train=10,
+            skip=24,
+        )
     with pytest.raises(InvalidParameterError, match="models"):
-        backtest([], data.consumption, data.temperature, horizon=24, step=24, n_windows=2,
-                 min_train=10)
+        backtest(
+            [], data.consumption, data.temperature, horizon=24, step=24, n_windows=2, min_train=10
+        )
     with pytest.raises(InvalidInputError, match="min_train"):
-        backtest([MeanModel()], data.consumption, data.temperature, horizon=24, step=24,
-                 n_windows=2, min_train=24 * 100)
+        backtest(
+            [MeanModel()],
+            data.consumption,
+            data.temperature,
+            horizon=24,
+            step=24,
+            n_windows=2,
+            min_train=24 * 100,
+        )
 
 
 def test_spawn_workers_give_the_same_result(data: Any) -> None:
@@ -183,8 +233,16 @@ def _daily(frame: pl.DataFrame, column: str, how: str) -> pl.DataFrame:
 def test_daily_backtest_and_month_ahead_preset(data: Any) -> None:
     cons = _daily(data.consumption, "volume_m3", "sum")
     temp = _daily(data.temperature, "temperature_c", "mean")
-    result = backtest([MeanModel(freq="day")], cons, temp, horizon=7, step=7, n_windows=3,
-                      min_train=14, freq="day")
+    result = backtest(
+        [MeanModel(freq="day")],
+        cons,
+        temp,
+        horizon=7,
+        step=7,
+        n_windows=3,
+        min_train=14,
+        freq="day",
+    )
     assert len(result.origins) == 3
     assert all(o.hour == 0 for o in result.origins)
     assert result.predictions["lead"].max() == 7

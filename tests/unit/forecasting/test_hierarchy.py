@@ -18,23 +18,29 @@ from forecasting import (
 from forecasting._hierarchy import METHODS, shrinkage_intensity
 
 T0 = dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
-TREE = pl.DataFrame({
-    "meter_id": [f"m{k}" for k in range(8)],
-    "branch_id": ["b1", "b1", "b1", "b2", "b2", "b3", "b3", "b3"],
-    "company_id": ["c1", "c1", "c1", "c1", "c1", "c2", "c2", "c2"],
-})
+TREE = pl.DataFrame(
+    {
+        "meter_id": [f"m{k}" for k in range(8)],
+        "branch_id": ["b1", "b1", "b1", "b2", "b2", "b3", "b3", "b3"],
+        "company_id": ["c1", "c1", "c1", "c1", "c1", "c2", "c2", "c2"],
+    }
+)
 
 
-def _long(nodes: pl.DataFrame, values: np.ndarray, name: str, ts0: dt.datetime = T0) -> pl.DataFrame:
+def _long(
+    nodes: pl.DataFrame, values: np.ndarray, name: str, ts0: dt.datetime = T0
+) -> pl.DataFrame:
     """Nodes × steps matrix to a long frame."""
     n, t = values.shape
     ts = [ts0 + dt.timedelta(hours=k) for k in range(t)]
-    return pl.DataFrame({
-        "level": np.repeat(nodes["level"].to_numpy(), t),
-        "node_id": np.repeat(nodes["node_id"].to_numpy(), t),
-        "ts": ts * n,
-        name: values.ravel(),
-    }).with_columns(pl.col("ts").dt.cast_time_unit("us"))
+    return pl.DataFrame(
+        {
+            "level": np.repeat(nodes["level"].to_numpy(), t),
+            "node_id": np.repeat(nodes["node_id"].to_numpy(), t),
+            "ts": ts * n,
+            name: values.ravel(),
+        }
+    ).with_columns(pl.col("ts").dt.cast_time_unit("us"))
 
 
 def _synthetic(seed: int = 0, steps: int = 24, train: int = 300):
@@ -70,8 +76,14 @@ def _matrix(frame: pl.DataFrame, h, column: str = "volume_m3") -> np.ndarray:
 
 def test_summing_matrix_structure() -> None:
     h = summing_matrix(TREE, total=True)
-    assert h.nodes["level"].to_list()[:6] == ["total", "branch_id", "branch_id", "branch_id",
-                                              "company_id", "company_id"]
+    assert h.nodes["level"].to_list()[:6] == [
+        "total",
+        "branch_id",
+        "branch_id",
+        "branch_id",
+        "company_id",
+        "company_id",
+    ]
     assert h.S.shape == (1 + 3 + 2 + 8, 8) and h.n_aggregates == 6
     assert np.array_equal(h.S[-8:], np.eye(8))
     assert h.S[0].sum() == 8 and h.S[1].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
@@ -85,8 +97,15 @@ def test_summing_matrix_structure() -> None:
 def test_every_method_is_coherent_with_ordered_intervals(method: str) -> None:
     h, _, forecasts, residuals = _synthetic()
     out = reconcile(forecasts, TREE, method=method, residuals=residuals, total=True)  # type: ignore[arg-type]
-    assert out.columns == ["level", "node_id", "ts", "volume_m3", "volume_m3_lo_80",
-                           "volume_m3_hi_80", "method"]
+    assert out.columns == [
+        "level",
+        "node_id",
+        "ts",
+        "volume_m3",
+        "volume_m3_lo_80",
+        "volume_m3_hi_80",
+        "method",
+    ]
     assert out.height == forecasts.height and set(out["method"]) == {method}
     y = _matrix(out, h)
     bottom = y[-8:]
@@ -104,8 +123,9 @@ def test_bottom_up_reproduces_summed_children() -> None:
     assert np.allclose(y, h.S @ base[-8:], atol=1e-9)
     # the meters keep their intervals; a branch's interval is the root-sum-square of its
     # meters' (independent errors without residuals)
-    assert np.allclose(_matrix(out, h, "volume_m3_hi_80")[-8:],
-                       _matrix(forecasts, h, "volume_m3_hi_80")[-8:])
+    assert np.allclose(
+        _matrix(out, h, "volume_m3_hi_80")[-8:], _matrix(forecasts, h, "volume_m3_hi_80")[-8:]
+    )
     b1 = out.filter(pl.col("node_id") == "b1").sort("ts")
     half = (b1["volume_m3_hi_80"] - b1["volume_m3"]).to_numpy()
     assert np.allclose(half, 1.2816 * np.sqrt(3.0))
@@ -158,8 +178,9 @@ def test_bad_input() -> None:
     with pytest.raises(InvalidParameterError, match="method"):
         reconcile(forecasts, h, method="topdown")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="lack"):
-        reconcile(forecasts.filter(~((pl.col("node_id") == "b2") & (pl.col("ts") == T0))), h,
-                  method="ols")
+        reconcile(
+            forecasts.filter(~((pl.col("node_id") == "b2") & (pl.col("ts") == T0))), h, method="ols"
+        )
     with pytest.raises(InvalidInputError, match="not in the hierarchy"):
         reconcile(forecasts, TREE, method="ols")  # total=False: the 'total' node is unknown
     with pytest.raises(InvalidParameterError, match="at least 3"):

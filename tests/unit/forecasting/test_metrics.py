@@ -24,13 +24,19 @@ from forecasting import (
 T0 = dt.datetime(2025, 1, 6, tzinfo=dt.UTC)
 
 
-def _frame(meter: str, values: list[float], *, start: dt.datetime = T0, freq: str = "1h",
-           **extra: list[float]) -> pl.DataFrame:
+def _frame(
+    meter: str,
+    values: list[float],
+    *,
+    start: dt.datetime = T0,
+    freq: str = "1h",
+    **extra: list[float],
+) -> pl.DataFrame:
     step = dt.timedelta(hours=1) if freq == "1h" else dt.timedelta(days=1)
     ts = [start + k * step for k in range(len(values))]
-    return pl.DataFrame(
-        {"meter_id": meter, "ts": ts, "volume_m3": values, **extra}
-    ).with_columns(pl.col("ts").dt.cast_time_unit("us"))
+    return pl.DataFrame({"meter_id": meter, "ts": ts, "volume_m3": values, **extra}).with_columns(
+        pl.col("ts").dt.cast_time_unit("us")
+    )
 
 
 def test_point_metrics_match_hand_computed_values() -> None:
@@ -68,19 +74,37 @@ def test_naive_scale_uses_the_seasonal_lag_of_the_frequency() -> None:
 
 def test_score_per_meter_and_overall_aggregation() -> None:
     history = pl.concat(
-        [_frame("a", [1.0] * 200),  # constant: seasonal-naive MAE 0 -> MASE undefined (null)
-         _frame("b", [float(k) for k in range(200)])]  # ramp: y[t] - y[t-168] = 168
+        [
+            _frame("a", [1.0] * 200),  # constant: seasonal-naive MAE 0 -> MASE undefined (null)
+            _frame("b", [float(k) for k in range(200)]),
+        ]  # ramp: y[t] - y[t-168] = 168
     )
     scale = pl.DataFrame({"meter_id": ["a", "b"], "scale_m3": [2.0, 10.0]})
     start = T0 + dt.timedelta(hours=200)
-    actual = pl.concat([_frame("a", [10.0, 10.0, 10.0, 10.0], start=start),
-                        _frame("b", [100.0, 100.0], start=start)])
-    forecast = pl.concat([
-        _frame("a", [12.0, 8.0, 10.0, 11.0], start=start,
-               volume_m3_lo_80=[11.0, 7.0, 9.0, 10.5], volume_m3_hi_80=[13.0, 9.0, 11.0, 11.5]),
-        _frame("b", [90.0, 120.0], start=start,
-               volume_m3_lo_80=[80.0, 95.0], volume_m3_hi_80=[101.0, 125.0]),
-    ])
+    actual = pl.concat(
+        [
+            _frame("a", [10.0, 10.0, 10.0, 10.0], start=start),
+            _frame("b", [100.0, 100.0], start=start),
+        ]
+    )
+    forecast = pl.concat(
+        [
+            _frame(
+                "a",
+                [12.0, 8.0, 10.0, 11.0],
+                start=start,
+                volume_m3_lo_80=[11.0, 7.0, 9.0, 10.5],
+                volume_m3_hi_80=[13.0, 9.0, 11.0, 11.5],
+            ),
+            _frame(
+                "b",
+                [90.0, 120.0],
+                start=start,
+                volume_m3_lo_80=[80.0, 95.0],
+                volume_m3_hi_80=[101.0, 125.0],
+            ),
+        ]
+    )
     out = score(forecast, actual, scale=scale)
     assert out["meter_id"].to_list() == ["a", "b", None]
     a, b, overall = out.rows(named=True)
