@@ -11,7 +11,14 @@ from typing import Any
 import polars as pl
 import pytest
 
-from forecasting import Forecaster, HeatingDegreeRegression, NotFittedError
+from forecasting import (
+    Forecaster,
+    HeatingDegreeRegression,
+    NotFittedError,
+    SeasonalNaive,
+    StandardLoadProfile,
+    WeekdayHourMean,
+)
 from warehouse import validate_frame
 from warehouse._schemas import FORECASTS
 
@@ -20,6 +27,11 @@ FORECASTERS: list[Forecaster] = [
     HeatingDegreeRegression(
         base_temperature_c=16.0, smoothing_hours=1, interval=0.9, time_zone="Europe/Moscow"
     ),
+    SeasonalNaive(),
+    SeasonalNaive(season=24),
+    WeekdayHourMean(),
+    StandardLoadProfile(),
+    StandardLoadProfile(min_history_days=60),
 ]
 
 
