@@ -21,6 +21,7 @@ from forecasting._datasets import (
     load_de_market_area_daily,
     load_uk_nts_daily,
 )
+from forecasting._gbm import GlobalGradientBoosting
 from forecasting._hdd import HeatingDegreeRegression
 from forecasting._hierarchy import Hierarchy, aggregate, reconcile, summing_matrix
 from forecasting._metrics import (
@@ -34,6 +35,7 @@ from forecasting._metrics import (
     smape,
     wape,
 )
+from forecasting._prophet import ProphetForecaster
 from forecasting._run import run_forecasts
 from forecasting._scenarios import (
     ColdSnap,
@@ -46,6 +48,7 @@ from forecasting._scenarios import (
     scenario_temperature,
 )
 from forecasting._slp import StandardLoadProfile
+from forecasting._statsmodels import ExponentialSmoothingForecaster, SarimaxForecaster
 from forecasting.errors import (
     ForecastingError,
     InsufficientHistoryError,
@@ -65,9 +68,11 @@ __all__ = [
     "AutoForecaster",
     "BacktestResult",
     "ColdSnap",
+    "ExponentialSmoothingForecaster",
     "Forecaster",
     "ForecastingError",
     "Freq",
+    "GlobalGradientBoosting",
     "HeatingDegreeRegression",
     "Hierarchy",
     "InsufficientHistoryError",
@@ -75,6 +80,8 @@ __all__ = [
     "InvalidParameterError",
     "MissingTemperatureError",
     "NotFittedError",
+    "ProphetForecaster",
+    "SarimaxForecaster",
     "Scenario",
     "SeasonalNaive",
     "StandardLoadProfile",

@@ -124,9 +124,12 @@ class GlobalGradientBoosting(Forecaster):
     skipped_ : dict of str to str
         Metering points not fitted, with the reason (too little history, all zeros).
     model_ : sklearn.ensemble.HistGradientBoostingRegressor
-        The fitted model (target: consumption divided by the meter's mean).
+        The fitted model.  Its target is the meter's consumption divided by its mean,
+        minus the meter's linear heating-degree line ``intercept + heating_share *
+        heating_degrees`` (so forecasts extrapolate linearly below the coldest history).
     coef_ : polars.DataFrame
-        Per meter: ``mean_m3`` (mean usable volume per step), ``heating_share``,
+        Per meter: ``mean_m3`` (mean usable volume per step), ``heating_share`` and
+        ``intercept`` (the normalised heating-degree line),
         ``rows`` (usable rows), ``q_lo`` / ``q_hi`` (relative error quantiles of the
         interval) and ``calibration_rows``.
     feature_names_ : tuple of str
@@ -274,7 +277,11 @@ class GlobalGradientBoosting(Forecaster):
         keys, y, t_pos, code = keys[keep], y[keep], t_pos[keep], code[keep]
         y_norm = y / mean[code]
         hdd = np.maximum(0.0, HEATING_BASE_C - smooth[24][t_pos])
-        share = _heating_share(code, hdd, y_norm, n_names)
+        share, intercept = _heating_share(code, hdd, y_norm, n_names)
+        # The trees learn the residual of a per-meter linear heating-degree line, so
+        # the forecast extrapolates linearly to temperatures colder than the history
+        # (trees alone flatten out there: a cold snap would be under-forecast).
+        linear = intercept[code] + share[code] * hdd
 
         # Sample the training rows (bounded cost), then build features only for them.
         rng = np.random.default_rng(self.random_state)
@@ -295,7 +302,8 @@ class GlobalGradientBoosting(Forecaster):
             share[s_code],
             [_lag_values(keys, y_norm, keys[sample], lag) for lag in self.lags],
         )
-        target = y_norm[sample]
+        target = y_norm[sample] - linear[sample]
+        base_line = linear[sample]
 
         # Conformal calibration on held-out days.
         day = hours // 24
@@ -309,8 +317,8 @@ class GlobalGradientBoosting(Forecaster):
         n_cal = np.zeros(n_names, dtype=np.int64)
         if cal_idx.size and train_idx.size:
             first = self._regressor(train_idx.size).fit(x[train_idx], target[train_idx])
-            pred = np.maximum(first.predict(x[cal_idx]), 0.0)
-            z = (target[cal_idx] - pred) / (pred + FLOOR)
+            pred = np.maximum(first.predict(x[cal_idx]) + base_line[cal_idx], 0.0)
+            z = (y_norm[sample][cal_idx] - pred) / (pred + FLOOR)
             c_code = s_code[cal_idx]
             n_cal = np.bincount(c_code, minlength=n_names)
             pooled = np.quantile(z, [lo_q, hi_q])
@@ -340,6 +348,7 @@ class GlobalGradientBoosting(Forecaster):
                 "meter_id": pl.Series(self.meters_, dtype=pl.String),
                 "mean_m3": mean[fitted],
                 "heating_share": share[fitted],
+                "intercept": intercept[fitted],
                 "rows": rows[fitted].astype(np.int64),
                 "q_lo": q_lo[fitted],
                 "q_hi": q_hi[fitted],
@@ -456,7 +465,9 @@ class GlobalGradientBoosting(Forecaster):
             coef.get_column("heating_share").to_numpy()[code],
             [_lag_values(self._history_keys, self._history_values, keys, lag) for lag in self.lags],
         )
-        pred = np.maximum(self.model_.predict(x), 0.0)
+        hdd = np.maximum(0.0, HEATING_BASE_C - x[:, 1])
+        line = coef.get_column("intercept").to_numpy()[code] + x[:, 9] * hdd
+        pred = np.maximum(self.model_.predict(x) + line, 0.0)
         spread = pred + FLOOR
         lo = pred + coef.get_column("q_lo").to_numpy()[code] * spread
         hi = pred + coef.get_column("q_hi").to_numpy()[code] * spread
@@ -512,8 +523,11 @@ def _trailing_mean(keys: np.ndarray, values: np.ndarray, window_h: int) -> np.nd
     return np.asarray((csum[last] - csum[first]) / (last - first))
 
 
-def _heating_share(code: np.ndarray, hdd: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
-    """Per-meter least-squares slope of normalised consumption on heating degrees (>= 0)."""
+def _heating_share(
+    code: np.ndarray, hdd: np.ndarray, y: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-meter least-squares slope (>= 0) and intercept of normalised consumption on
+    heating degrees."""
     c = np.bincount(code, minlength=n).astype(np.float64)
     sx = np.bincount(code, weights=hdd, minlength=n)
     sy = np.bincount(code, weights=y, minlength=n)
@@ -522,7 +536,9 @@ def _heating_share(code: np.ndarray, hdd: np.ndarray, y: np.ndarray, n: int) -> 
     with np.errstate(invalid="ignore", divide="ignore"):
         denom = sxx - sx * sx / c
         slope = (sxy - sx * sy / c) / denom
-    return np.where((c > 1) & (denom > 1e-9), np.maximum(slope, 0.0), 0.0)
+    slope = np.where((c > 1) & (denom > 1e-9), np.maximum(slope, 0.0), 0.0)
+    intercept = np.where(c > 0, (sy - slope * sx) / np.maximum(c, 1.0), 0.0)
+    return slope, intercept
 
 
 def _calendar(hours: np.ndarray, time_zone: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

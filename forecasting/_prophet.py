@@ -220,11 +220,13 @@ class ProphetForecaster(Forecaster):
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=self.n_jobs, mp_context=ctx) as pool:
                 done = pool.map(_fit_chunk, chunks, [params] * len(chunks))
-                results = [
-                    (m, None if j is None else model_from_json(j), w, e)
-                    for part in done
-                    for m, j, w, e in part
-                ]
+                results = []
+                for part in done:
+                    for m, j, w, e in part:
+                        model, more = (
+                            (None, []) if j is None else run_quietly(partial(model_from_json, j))
+                        )
+                        results.append((m, model, w + [x for x in more if x not in w], e))
         for meter, model, caught, error in results:
             assert isinstance(meter, str)
             if error is not None:

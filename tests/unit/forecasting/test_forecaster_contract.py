@@ -13,6 +13,7 @@ import pytest
 
 from forecasting import (
     Forecaster,
+    GlobalGradientBoosting,
     HeatingDegreeRegression,
     NotFittedError,
     SeasonalNaive,
@@ -32,6 +33,8 @@ FORECASTERS: list[Forecaster] = [
     WeekdayHourMean(),
     StandardLoadProfile(),
     StandardLoadProfile(min_history_days=60),
+    # the contract predicts 48 h past the cutoff: lags must reach that far back
+    GlobalGradientBoosting(lags=(48, 168), max_iter=20),
 ]
 
 
