@@ -178,7 +178,7 @@ class Forecaster(abc.ABC):
             last = consumption.get_column("ts").max()
             assert isinstance(last, dt.datetime)
             cutoff = last + STEP[freq]
-        cutoff = _check_instant(cutoff, "cutoff", freq)
+        cutoff = check_instant(cutoff, "cutoff", freq)
         self.cutoff_ = cutoff
         self.skipped_ = {}
         self._fit(
@@ -237,8 +237,8 @@ class Forecaster(abc.ABC):
                     "predict: got only one of start/end; pass both to predict a horizon, or "
                     "neither to predict every row of `temperature`"
                 )
-            start = _check_instant(start, "start", freq)
-            end = _check_instant(end, "end", freq)
+            start = check_instant(start, "start", freq)
+            end = check_instant(end, "end", freq)
             temperature = _complete_horizon(temperature, start, end, freq)
         _check_no_null_temperature(temperature, freq)
         self._check_known_meters(temperature.get_column("meter_id").unique())
@@ -424,7 +424,7 @@ def row_keys(code: np.ndarray, hour: np.ndarray) -> np.ndarray:
     return np.asarray(code * (1 << 34) + (hour + (1 << 33)), dtype=np.int64)
 
 
-def _check_instant(value: dt.datetime, what: str, freq: Freq = "hour") -> dt.datetime:
+def check_instant(value: dt.datetime, what: str, freq: Freq = "hour") -> dt.datetime:
     if not isinstance(value, dt.datetime):
         raise InvalidInputError(
             f"{what}: expected a datetime.datetime in UTC, got {type(value).__name__}"

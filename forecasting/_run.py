@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import polars as pl
 
-from forecasting._base import HOUR, Forecaster, _check_instant
+from forecasting._base import HOUR, Forecaster, check_instant
 from forecasting._hdd import HeatingDegreeRegression
 from forecasting._scenarios import Scenario, resolve_scenarios, scenario_temperature
 from forecasting.errors import ForecastingError, InsufficientHistoryError, InvalidInputError
@@ -158,7 +158,7 @@ def run_forecasts(
             )
         assert isinstance(last, dt.datetime)
         cutoff = last + HOUR
-    cutoff = _check_instant(cutoff, "cutoff")
+    cutoff = check_instant(cutoff, "cutoff")
     horizon = horizon_hours * HOUR
     horizon_end = cutoff + horizon
     backcast_from = cutoff - dt.timedelta(days=backcast_days) if backcast_days is not None else None

@@ -32,7 +32,7 @@ from typing import Final, Literal, get_args
 import numpy as np
 import polars as pl
 
-from forecasting._base import HOUR, METER_TEMPERATURE, describe_hours
+from forecasting._base import HOUR, METER_TEMPERATURE, check_instant, describe_hours
 from forecasting.errors import (
     InvalidInputError,
     InvalidParameterError,
@@ -98,20 +98,10 @@ class ColdSnap:
         start = self.start
         if isinstance(start, dt.date) and not isinstance(start, dt.datetime):
             start = dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC)
-        if not isinstance(start, dt.datetime):
-            raise InvalidParameterError(
-                f"ColdSnap.start: expected a UTC datetime or a date, got {type(start).__name__}"
-            )
-        if start.tzinfo is None or start.utcoffset() is None:
-            raise InvalidParameterError(
-                f"ColdSnap.start: expected a time-zone aware UTC datetime, got the naive "
-                f"{start!r}; use start.replace(tzinfo=datetime.UTC) if it is UTC"
-            )
-        start = start.astimezone(dt.UTC)
-        if start != start.replace(minute=0, second=0, microsecond=0):
-            raise InvalidParameterError(
-                f"ColdSnap.start: expected the start of an hour, got {start.isoformat()}"
-            )
+        try:
+            start = check_instant(start, "ColdSnap.start")
+        except InvalidInputError as exc:  # a bad parameter, not bad data
+            raise InvalidParameterError(str(exc)) from None
         object.__setattr__(self, "start", start)
         if not _is_number(self.days) or not 0 < float(self.days) <= 366:
             raise InvalidParameterError(
