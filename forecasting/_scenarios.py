@@ -60,6 +60,11 @@ _SYNTAX: Final = (
 )
 
 
+def _check_int(value: object, what: str, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidParameterError(f"{what}: expected an integer in [{lo}, {hi}], got {value!r}")
+
+
 def _is_number(value: object) -> bool:
     return (
         isinstance(value, (int, float))
@@ -119,14 +124,7 @@ class ColdSnap:
                 f"ColdSnap.temperature_c: expected an outdoor temperature in "
                 f"[{_PLAUSIBLE_C[0]:g}, {_PLAUSIBLE_C[1]:g}] °C, got {self.temperature_c!r}"
             )
-        if (
-            isinstance(self.ramp_hours, bool)
-            or not isinstance(self.ramp_hours, int)
-            or not 0 <= self.ramp_hours <= 240
-        ):
-            raise InvalidParameterError(
-                f"ColdSnap.ramp_hours: expected an integer in [0, 240], got {self.ramp_hours!r}"
-            )
+        _check_int(self.ramp_hours, "ColdSnap.ramp_hours", 0, 240)
 
     @property
     def start_utc(self) -> dt.datetime:
@@ -218,14 +216,7 @@ class Scenario:
                 f"Scenario {self.name!r}: a forecast_file replaces observed temperatures, so it "
                 f"needs base='observed', got base={self.base!r}"
             )
-        if (
-            isinstance(self.smoothing_days, bool)
-            or not isinstance(self.smoothing_days, int)
-            or not 0 <= self.smoothing_days <= 60
-        ):
-            raise InvalidParameterError(
-                f"Scenario.smoothing_days: expected an integer in [0, 60], got {self.smoothing_days!r}"
-            )
+        _check_int(self.smoothing_days, "Scenario.smoothing_days", 0, 60)
         if self.forecast_file is not None and self._file_rows is None:
             # Read (and check) the file once, when the scenario is made.
             object.__setattr__(self, "_file_rows", read_temperature_file(self.forecast_file))
