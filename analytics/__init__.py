@@ -1,7 +1,9 @@
 """askug analytics: frames in, frames out, on top of the warehouse's public API.
 
-So far: expected consumption from the stored forecasts and the colour-coded deviation
-table of actual against expected consumption.
+Expected consumption and the colour-coded deviation table; VEE (validation, estimation,
+editing) with its audit trail; consolidated gas-day cubes and the universal report;
+streamed exports and the billing upload; gas balance, limit discipline and weather
+normalisation.  See ``analytics/README.md``.
 """
 
 from analytics._deviation import (
@@ -21,6 +23,7 @@ from analytics._expected import (
     latest_backcast,
     latest_forecast,
 )
+from analytics.errors import AnalyticsError
 
 __all__ = [
     "AMBER",
@@ -31,9 +34,18 @@ __all__ = [
     "GREY",
     "RED",
     "RED_PCT",
+    "AnalyticsError",
     "deviation_colour",
     "deviation_table",
     "expected_consumption",
     "latest_backcast",
     "latest_forecast",
 ]
+
+# --- VEE: validation, estimation, editing, audit ---------------------------------------
+
+# --- gas-day cubes and the universal report ---------------------------------------------
+
+# --- exports and the billing upload -----------------------------------------------------
+
+# --- gas balance, limit discipline, weather normalisation -------------------------------

@@ -292,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the dashboard")
     _serve_options(p)
     p.set_defaults(func=cmd_serve)
+
+    # Command groups of the other packages live in their own modules (imported here,
+    # after this module is complete, so they can use its helpers).
+    from dashboards import _cli_analytics, _cli_ingest
+
+    _cli_ingest.register(sub)
+    _cli_analytics.register(sub)
     return parser
 
 
@@ -315,13 +322,14 @@ def _positive_int(text: str) -> int:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    import analytics.errors
     import anomalies.errors
     import forecasting.errors
     import ingest.errors
     import warehouse.errors
 
     found: list[type[BaseException]] = [CommandError, warehouse.errors.WarehouseError, OSError]
-    for module in (ingest.errors, forecasting.errors, anomalies.errors):
+    for module in (ingest.errors, forecasting.errors, anomalies.errors, analytics.errors):
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == module.__name__:
                 found.append(value)

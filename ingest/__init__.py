@@ -26,3 +26,9 @@ __all__ = [
     "readings_to_hourly",
     "simulate",
 ]
+
+# --- P: device profiles, frames, archive files -----------------------------------------
+
+# --- L: landing, quarantine, edge security, scheduler, downlink --------------------------
+
+# --- T: transports and the fleet sender ---------------------------------------------------

@@ -377,6 +377,19 @@ CUBE = _spec(
     doc="Consolidated consumption company→branch→resource→year→month→day→hour (local time).",
 )
 
+# --- ingest: raw packets, quarantine, edge security, schedules, downlink (issue 3) -----
+# Add the specs above this line and list them here.
+INGEST_TABLES: tuple[TableSpec, ...] = ()
+
+# --- analytics: VEE findings and audit trail (issue 4) ---------------------------------
+VEE_TABLES: tuple[TableSpec, ...] = ()
+
+# --- analytics: gas-day cubes (issue 4) ------------------------------------------------
+CUBE_TABLES: tuple[TableSpec, ...] = ()
+
+# --- analytics: billing uploads, limits and balance (issue 4) --------------------------
+BILLING_TABLES: tuple[TableSpec, ...] = ()
+
 TABLES: Final[dict[str, TableSpec]] = {
     t.name: t
     for t in (
@@ -396,6 +409,10 @@ TABLES: Final[dict[str, TableSpec]] = {
         FORECASTS,
         ALERTS,
         CUBE,
+        *INGEST_TABLES,
+        *VEE_TABLES,
+        *CUBE_TABLES,
+        *BILLING_TABLES,
     )
 }
 

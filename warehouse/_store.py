@@ -13,15 +13,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Final, Self
 
 import polars as pl
 
 from warehouse._schemas import TableSpec, spec, validate_frame
 from warehouse.errors import SchemaVersionError
-
-#: The schema version this code expects: the highest migration number shipped.
-SCHEMA_VERSION = 2
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
@@ -39,6 +36,10 @@ def migration_files(dialect: str) -> list[tuple[int, str, str]]:
         if m:
             out.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
     return sorted(out)
+
+
+#: The schema version this code expects: the highest migration number shipped.
+SCHEMA_VERSION: Final = max(v for v, _, _ in migration_files("duckdb"))
 
 
 class Store(abc.ABC):
