@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -114,6 +114,61 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
     with step("simulate") as progress:
         summary = simulate(config, out, progress=progress)
     done(f"{summary.meters} metering points, {summary.readings:,} readings, {summary.fault_labels} fault labels → {out}")
+    if getattr(args, "send", None):
+        _send_simulation(args, settings, out)
+
+
+def _send_simulation(args: argparse.Namespace, settings: Settings, out: Path) -> None:
+    """``simulate --send``: the simulated units send their archives over a real transport."""
+    from ingest._device_profiles import ProfileRegistry
+    from ingest._send import (
+        FaultRates,
+        Fleet,
+        FleetSender,
+        load_fleet_reference,
+        parse_target,
+        register_fleet,
+        write_report,
+    )
+    from ingest._transports.broker import read_secrets_csv
+
+    if not args.to:
+        raise CommandError("--send needs --to HOST:PORT (the ingest service, or the broker for mqtt)")
+    host, port = parse_target(args.to, transport=args.send)
+    registry = ProfileRegistry()
+    fleet = Fleet.from_simulation(out, max_units=args.units, registry=registry)
+    if args.register:
+        with _open(settings) as store, step("register"):
+            load_fleet_reference(store, out)
+            secrets = register_fleet(store, fleet)
+        path = out / "secrets.csv"
+        path.write_text("device_id,secret\n" + "".join(f"{d},{s}\n" for d, s in secrets.items()))
+        path.chmod(0o600)
+        done(f"registered {len(secrets):,} units in {settings.describe()}; secrets → {path}")
+    elif args.secrets:
+        secrets = read_secrets_csv(args.secrets)
+        missing = [u.device_id for u in fleet.units if u.device_id not in secrets]
+        if missing and (args.send == "tcp" or args.mqtt_auth):
+            raise CommandError(f"{len(missing)} units have no secret in {args.secrets}, e.g. {missing[0]}; register them (`askug devices add`) or pass --register")
+        for u in fleet.units:
+            u.secret = secrets.get(u.device_id, "")
+    elif args.send == "tcp" or args.mqtt_auth:
+        raise CommandError("TCP units (and --mqtt-auth) need their secrets: pass --secrets CSV or --register with --dsn")
+    sender = FleetSender(
+        fleet, registry, transport=args.send, host=host, port=port,
+        faults=FaultRates.none() if args.clean else FaultRates(), session_hours=args.session_hours,
+        concurrency=args.concurrency, seed=args.seed, mqtt_auth=args.mqtt_auth,
+    )  # fmt: skip
+    with step(f"send {args.send}") as progress:
+        report = sender.run(progress=progress)
+    summary_path = write_report(report, out)
+    s = report.summary()
+    done(
+        f"{len(fleet.units):,} units, {s['sessions']:,} sessions: {s['readings_acked']:,} of {s['readings_sent']:,} readings "
+        f"acknowledged, {s['bad_packets']:,} bad packets sent on purpose; ground truth → {summary_path.parent}/sent_*.parquet"
+    )
+    if report.unacked:
+        raise CommandError(f"{len(report.unacked):,} frames were never acknowledged (is `askug ingest` running at {args.to}?); they are listed in {summary_path}")
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> None:
@@ -139,11 +194,29 @@ def cmd_rollup(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_cube(args: argparse.Namespace, settings: Settings) -> None:
-    from warehouse import build_cube
+    """Build the cube and the five-grouping gas-day cube (or refresh it incrementally)."""
+    from dashboards._cli_analytics import cube_options, print_grouping
+    from warehouse import build_cube, build_gas_cube, refresh_gas_cube
 
-    with _open(settings) as store, step("cube"):
-        summary = build_cube(store)
-    done(f"{summary.rows:,} cube cells from {summary.hourly_rows:,} hourly values in {summary.seconds:.1f} s")
+    start, end = cube_options(args)
+    engine: Literal["duckdb", "polars"] = "polars" if getattr(args, "engine", None) == "polars" else "duckdb"
+    with _open(settings) as store:
+        if start is None:
+            with step("cube"):
+                summary = build_cube(store)
+            done(f"{summary.rows:,} cube cells from {summary.hourly_rows:,} hourly values in {summary.seconds:.1f} s")
+            with step("gas cube"):
+                gas = build_gas_cube(store, engine=engine)
+            done(f"gas-day cube, 5 groupings: {gas.cells:,} cells over {gas.gas_days} gas days "
+                 f"from {gas.hourly_rows:,} hourly values in {gas.seconds:.1f} s ({gas.engine})")
+        else:
+            with step("gas cube"):
+                gas = refresh_gas_cube(store, start=start, end=end, engine=engine)
+            done(f"gas-day cube refreshed: {gas.gas_days} gas day(s) touched by {start:%Y-%m-%d} … "
+                 f"{end:%Y-%m-%d} UTC, {gas.cells:,} cells rewritten from {gas.hourly_rows:,} hourly values "
+                 f"in {gas.seconds:.1f} s (the company→branch→resource cube: run `askug cube` to rebuild it)")
+        if getattr(args, "grouping", None):
+            print_grouping(store, args)
 
 
 def cmd_forecast(args: argparse.Namespace, settings: Settings) -> None:
@@ -209,6 +282,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     cmd_simulate(ns(meters=args.meters, start=args.start, days=args.days, seed=args.seed, no_faults=False, out=sim, force=True), demo_settings)
     cmd_migrate(ns(), demo_settings)
     cmd_load(ns(path=sim), demo_settings)
+    # VEE (issue 4): validate the landed archive, store findings and estimates before rollups.
+    from dashboards._cli_analytics import cmd_vee_run
+
+    cmd_vee_run(ns(start=None, end=None, meter=None, user="vee", no_estimate=False), demo_settings)
     cmd_rollup(ns(), demo_settings)
     cmd_cube(ns(), demo_settings)
     cmd_forecast(ns(horizon=args.horizon), demo_settings)
@@ -241,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="simulate → load → rollup → cube → forecast → detect, then serve the dashboard")
+    p = sub.add_parser("demo", help="simulate → load → vee → rollup → cube → forecast → detect, then serve the dashboard")
     _sim_options(p, meters=300, days=60, start="2022-01-01")
     p.add_argument("--workdir", default="askug-demo", help="folder for the demo's files (default ./askug-demo)")
     p.add_argument("--horizon", type=_positive_int, default=48, help="forecast horizon in hours (default 48)")
@@ -255,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="askug-simulation", help="output folder (default ./askug-simulation)")
     p.add_argument("--no-faults", action="store_true", help="do not inject faults")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
+    # T: drive the simulated units over a real transport
+    p.add_argument("--send", choices=["mqtt", "tcp", "udp"], default=None, help="then send the units' archives over this transport (to a running `askug ingest`)")
+    p.add_argument("--to", default=None, metavar="HOST:PORT", help="ingest service (tcp/udp) or broker (mqtt) address, e.g. 127.0.0.1:5020")
+    p.add_argument("--secrets", default=None, metavar="CSV", help="device_id,secret of the units (from `askug devices add --secrets-out`)")
+    p.add_argument("--register", action="store_true", help="load the reference tables into the store (--dsn) and register the units; secrets go to OUT/secrets.csv")
+    p.add_argument("--units", type=_positive_int, default=None, help="send only this many units (default all)")
+    p.add_argument("--session-hours", type=_positive_int, default=24, help="hours of archive per session (default 24: daily sessions)")
+    p.add_argument("--concurrency", type=_positive_int, default=8, help="sessions at a time (default 8)")
+    p.add_argument("--clean", action="store_true", help="send without faults (no resends, corruption, replays, …)")
+    p.add_argument("--mqtt-auth", action="store_true", help="log in to the broker as each unit (device id + secret)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("migrate", help="create or upgrade the store's schema")
@@ -267,7 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollup", help="roll the hourly archive up to daily and monthly")
     p.set_defaults(func=cmd_rollup)
 
-    p = sub.add_parser("cube", help="build the company→branch→resource→year→month→day→hour cube")
+    p = sub.add_parser(
+        "cube",
+        help="build the company→branch→resource→year→month→day→hour cube and the five-grouping gas-day cube",
+    )
     p.set_defaults(func=cmd_cube)
 
     p = sub.add_parser("forecast", help="fit the heating-degree model per metering point; store backcast and forecast")
@@ -357,4 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this ``__main__`` copy: the command modules
+    # (``_cli_ingest``, ``_cli_analytics``) raise ``dashboards.cli.CommandError``, which
+    # must be the class ``main`` catches.
+    from dashboards.cli import main as _main
+
+    sys.exit(_main())

@@ -34,15 +34,18 @@ sampled rows.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import zoneinfo
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
 import polars as pl
 
-from forecasting._base import Forecaster, Freq
+from forecasting._base import METER_TEMPERATURE, Forecaster, Freq, _check_frame
 from forecasting.errors import InsufficientHistoryError, InvalidInputError, InvalidParameterError
+from warehouse import CONSUMPTION
 
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -226,7 +229,8 @@ class GlobalGradientBoosting(Forecaster):
         with threadpool_limits(limits=self.n_jobs, user_api="openmp"):
             self._fit_all(consumption, temperature)
 
-    def _fit_all(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> None:
+    def _prepare(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> _Prepared:
+        """Per-meter level, heating line and key arrays of a history (no trees involved)."""
         step_h = 24 if self.freq == "day" else 1
         temperature = temperature.filter(
             pl.col("temperature_c").is_not_null() & pl.col("temperature_c").is_not_nan()
@@ -252,15 +256,16 @@ class GlobalGradientBoosting(Forecaster):
         mean = np.divide(total, rows, out=np.zeros(n_names), where=rows > 0)
         need = self.min_history_days * 24 // step_h
         ok = np.zeros(n_names, dtype=bool)
+        skipped: dict[str, str] = {}
         for i, name in enumerate(names):
             if rows[i] < need:
-                self.skipped_[name] = (
+                skipped[name] = (
                     f"only {int(rows[i])} usable {self.freq}(s) (valid volume "
                     f"with a temperature) before {self.cutoff_.isoformat()}, needs "
                     f"min_history_days={self.min_history_days}"
                 )
             elif not mean[i] > 0:
-                self.skipped_[name] = (
+                skipped[name] = (
                     "every usable volume is 0: nothing to learn (a meter that does not consume, "
                     "or zeros that stand for missing data — check the meter)"
                 )
@@ -278,6 +283,31 @@ class GlobalGradientBoosting(Forecaster):
         y_norm = y / mean[code]
         hdd = np.maximum(0.0, HEATING_BASE_C - smooth[24][t_pos])
         share, intercept = _heating_share(code, hdd, y_norm, n_names)
+        return _Prepared(
+            names,
+            t_keys,
+            t_values,
+            smooth,
+            keys,
+            y_norm,
+            t_pos,
+            code,
+            rows,
+            mean,
+            ok,
+            share,
+            intercept,
+            skipped,
+        )
+
+    def _fit_all(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> None:
+        prep = self._prepare(consumption, temperature)
+        self.skipped_.update(prep.skipped)
+        names, t_values, smooth = prep.names, prep.t_values, prep.smooth
+        keys, y_norm, t_pos, code = prep.keys, prep.y_norm, prep.t_pos, prep.code
+        mean, share, intercept = prep.mean, prep.share, prep.intercept
+        n_names = len(names)
+        hdd = np.maximum(0.0, HEATING_BASE_C - smooth[24][t_pos])
         # The trees learn the residual of a per-meter linear heating-degree line, so
         # the forecast extrapolates linearly to temperatures colder than the history
         # (trees alone flatten out there: a cold snap would be under-forecast).
@@ -341,22 +371,30 @@ class GlobalGradientBoosting(Forecaster):
         self.model_ = self._regressor(target.size).fit(x, target)
         self.train_rows_ = int(target.size)
         self.feature_names_ = _STATIC_FEATURES + tuple(f"lag_{lag}h" for lag in self.lags)
+        self.pooled_q_ = (float(np.nanmedian(q_lo)), float(np.nanmedian(q_hi)))
+        self._set_state(prep, q_lo, q_hi, n_cal)
+
+    def _set_state(
+        self, prep: _Prepared, q_lo: np.ndarray, q_hi: np.ndarray, n_cal: np.ndarray
+    ) -> None:
+        """Keep what predict needs per fitted meter: level, heating line, interval
+        quantiles, the last ``max(lags)`` hours of consumption and 71 h of temperature."""
+        names, ok, keys, t_keys = prep.names, prep.ok, prep.keys, prep.t_keys
+        n_names = len(names)
         fitted = np.flatnonzero(ok)
         self.meters_ = tuple(names[i] for i in fitted)
         self.coef_ = pl.DataFrame(
             {
                 "meter_id": pl.Series(self.meters_, dtype=pl.String),
-                "mean_m3": mean[fitted],
-                "heating_share": share[fitted],
-                "intercept": intercept[fitted],
-                "rows": rows[fitted].astype(np.int64),
+                "mean_m3": prep.mean[fitted],
+                "heating_share": prep.share[fitted],
+                "intercept": prep.intercept[fitted],
+                "rows": prep.rows[fitted].astype(np.int64),
                 "q_lo": q_lo[fitted],
                 "q_hi": q_hi[fitted],
                 "calibration_rows": n_cal[fitted].astype(np.int64),
             }
         )
-        # What predict needs from the history: the last max(lags) hours of normalised
-        # consumption (lag features) and the last 71 h of temperature (smoothing).
         cut_h = int(self.cutoff_.timestamp()) // 3600
         hist_from = cut_h - max(self.lags, default=0)
         hist = (keys % _KEY_SHIFT - _KEY_OFFSET) >= hist_from
@@ -364,11 +402,100 @@ class GlobalGradientBoosting(Forecaster):
         remap[fitted] = np.arange(fitted.size)
         h_keys = keys[hist]
         self._history_keys = remap[h_keys // _KEY_SHIFT] * _KEY_SHIFT + h_keys % _KEY_SHIFT
-        self._history_values = y_norm[hist]
+        self._history_values = prep.y_norm[hist]
         t_code = t_keys // _KEY_SHIFT
         tail = ((t_keys % _KEY_SHIFT - _KEY_OFFSET) > cut_h - max(SMOOTHING_HOURS)) & ok[t_code]
         self._tail_keys = remap[t_code[tail]] * _KEY_SHIFT + t_keys[tail] % _KEY_SHIFT
-        self._tail_values = t_values[tail]
+        self._tail_values = prep.t_values[tail]
+
+    # --- extend -------------------------------------------------------------------------
+    def extend(
+        self,
+        consumption: pl.DataFrame,
+        temperature: pl.DataFrame,
+        *,
+        calibration_rows: int = 20_000,
+    ) -> GlobalGradientBoosting:
+        """The fitted trees applied to other metering points, without refitting them.
+
+        A global model does not need every meter's rows to learn the shape of gas use:
+        fit it on a sample of meters, then ``extend`` it to the rest of the fleet chunk
+        by chunk.  Per meter of ``consumption`` this computes what ``fit`` computes
+        without the trees — its level (mean), its heating-degree line and the lag and
+        temperature history ``predict`` needs — and calibrates its 80 % interval on
+        the meter's own history before the cutoff, which the trees never saw (up to
+        ``calibration_rows`` rows per chunk, sampled; meters with fewer than
+        :data:`MIN_CALIBRATION_ROWS` sampled rows take the pooled quantiles).
+
+        Returns a new fitted model for exactly the meters of ``consumption`` (same
+        cutoff, same trees); this model is unchanged.  Frames follow the contracts of
+        :meth:`fit`; rows at or after the cutoff are ignored.
+        """
+        self._check_fitted()
+        freq = self.freq
+        consumption = _check_frame(consumption, CONSUMPTION, "consumption", freq=freq)
+        temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature", freq=freq)
+        if consumption.height == 0:
+            raise InvalidInputError(
+                "consumption: expected history for at least one meter to extend the model to, "
+                "got an empty frame"
+            )
+        cutoff = self.cutoff_
+        new = copy.copy(self)
+        new.skipped_ = {}
+        import sklearn.ensemble  # noqa: F401
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.n_jobs, user_api="openmp"):
+            prep = new._prepare(
+                consumption.filter(pl.col("ts") < cutoff),
+                temperature.filter(pl.col("ts") < cutoff),
+            )
+            new.skipped_.update(prep.skipped)
+            n_names = len(prep.names)
+            rng = np.random.default_rng(self.random_state)
+            n = prep.keys.size
+            cal = (
+                np.sort(rng.choice(n, size=calibration_rows, replace=False))
+                if n > calibration_rows
+                else np.arange(n)
+            )
+            code = prep.code[cal]
+            t_pos = prep.t_pos[cal]
+            hours = prep.keys[cal] % _KEY_SHIFT - _KEY_OFFSET
+            x = self._features(
+                prep.t_values[t_pos],
+                prep.smooth[24][t_pos],
+                prep.smooth[72][t_pos],
+                hours,
+                np.log(prep.mean[code]),
+                prep.share[code],
+                [_lag_values(prep.keys, prep.y_norm, prep.keys[cal], lag) for lag in self.lags],
+            )
+            hdd = np.maximum(0.0, HEATING_BASE_C - prep.smooth[24][t_pos])
+            line = prep.intercept[code] + prep.share[code] * hdd
+            pred = np.maximum(self.model_.predict(x) + line, 0.0)
+        z = (prep.y_norm[cal] - pred) / (pred + FLOOR)
+        lo_q, hi_q = (1 - self.interval) / 2, (1 + self.interval) / 2
+        n_cal = np.bincount(code, minlength=n_names)
+        q_lo = np.full(n_names, self.pooled_q_[0])
+        q_hi = np.full(n_names, self.pooled_q_[1])
+        if z.size:
+            per = (
+                pl.DataFrame({"m": code, "z": z})
+                .group_by("m")
+                .agg(
+                    pl.col("z").quantile(lo_q, interpolation="linear").alias("lo"),
+                    pl.col("z").quantile(hi_q, interpolation="linear").alias("hi"),
+                    pl.len().alias("n"),
+                )
+                .filter(pl.col("n") >= MIN_CALIBRATION_ROWS)
+            )
+            m_idx = per.get_column("m").to_numpy()
+            q_lo[m_idx] = per.get_column("lo").to_numpy()
+            q_hi[m_idx] = per.get_column("hi").to_numpy()
+        new._set_state(prep, q_lo, q_hi, n_cal)
+        return new
 
     def _regressor(self, n_rows: int) -> HistGradientBoostingRegressor:
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -479,6 +606,29 @@ class GlobalGradientBoosting(Forecaster):
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A history reduced to arrays: meters ``names``; sorted temperature keys/values and
+    their 24 h/72 h trailing means; usable consumption keys, normalised values, position
+    of their temperature and meter code; per meter rows, mean, ``ok`` (fittable), heating
+    share and intercept; reasons of the meters skipped."""
+
+    names: list[str]
+    t_keys: np.ndarray
+    t_values: np.ndarray
+    smooth: dict[int, np.ndarray]
+    keys: np.ndarray
+    y_norm: np.ndarray
+    t_pos: np.ndarray
+    code: np.ndarray
+    rows: np.ndarray
+    mean: np.ndarray
+    ok: np.ndarray
+    share: np.ndarray
+    intercept: np.ndarray
+    skipped: dict[str, str]
 
 
 def _keys_values(frame: pl.DataFrame, names: list[str], column: str) -> tuple[Any, Any]:

@@ -28,7 +28,92 @@ __all__ = [
 ]
 
 # --- P: device profiles, frames, archive files -----------------------------------------
+from ingest._archive_files import (
+    ArchiveImport,
+    ArchiveMapping,
+    ArchiveMappingError,
+    RowError,
+    load_archive_mapping,
+    read_archive_file,
+    write_archive_import,
+)
+from ingest._decode import decode_server
+from ingest._device_profiles import (
+    SHIPPED_PROFILES,
+    DeviceProfile,
+    ProfileError,
+    ProfileRegistry,
+    load_profile,
+)
+from ingest._wire import Frame, FrameError, Packet, Reason, ServerFrame, Transport
+
+__all__ += [
+    "SHIPPED_PROFILES",
+    "ArchiveImport",
+    "ArchiveMapping",
+    "ArchiveMappingError",
+    "DeviceProfile",
+    "Frame",
+    "FrameError",
+    "Packet",
+    "ProfileError",
+    "ProfileRegistry",
+    "Reason",
+    "RowError",
+    "ServerFrame",
+    "Transport",
+    "decode_server",
+    "load_archive_mapping",
+    "load_profile",
+    "read_archive_file",
+    "write_archive_import",
+]
 
 # --- L: landing, quarantine, edge security, scheduler, downlink --------------------------
+from ingest._downlink import Command, list_commands, mark_delivered, queue_command, validate_command
+from ingest._landing import EdgePolicy, Landing, Outcome, ReprocessSummary
+from ingest._quarantine import list_quarantine, show_quarantine
+from ingest._scheduler import (
+    SessionPlan,
+    SessionSchedule,
+    minimum_window,
+    next_sessions,
+    parse_schedule,
+    plan_sessions,
+    schedule_figure,
+)
+from ingest._security import DeviceRegistration, Security, list_devices, register_devices
+from ingest._stats import IngestStats, read_stats
+from ingest.errors import CommandError, DeviceRegistrationError, ScheduleError
+
+__all__ += [
+    "Command",
+    "CommandError",
+    "DeviceRegistration",
+    "DeviceRegistrationError",
+    "EdgePolicy",
+    "IngestStats",
+    "Landing",
+    "Outcome",
+    "ReprocessSummary",
+    "ScheduleError",
+    "Security",
+    "SessionPlan",
+    "SessionSchedule",
+    "list_commands",
+    "list_devices",
+    "list_quarantine",
+    "mark_delivered",
+    "minimum_window",
+    "next_sessions",
+    "parse_schedule",
+    "plan_sessions",
+    "queue_command",
+    "read_stats",
+    "register_devices",
+    "schedule_figure",
+    "show_quarantine",
+    "validate_command",
+]
 
 # --- T: transports and the fleet sender ---------------------------------------------------

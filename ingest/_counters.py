@@ -53,7 +53,8 @@ def readings_to_hourly(
     readings
         Readings in the ``readings`` contract (UTC ``ts``; registers in m³).  Channels
         other than the two volume registers, ``pressure_kpa`` and ``temperature_c`` are
-        ignored, and so are devices without a ``meter_id``.
+        ignored, and so are devices without a ``meter_id``.  When it has a ``quality``
+        column, a ``suspect`` reading makes the hours it bounds ``suspect``.
     devices
         The ``devices`` table: maps ``device_id`` to ``meter_id`` and gives
         ``counter_modulus_m3`` (null: the register never rolls over).
@@ -93,9 +94,16 @@ def readings_to_hourly(
         "meter_id",
         pl.col("counter_modulus_m3").cast(pl.Float64),
     ).filter(pl.col("meter_id").is_not_null())
-    raw = readings.select("device_id", "channel", "ts", pl.col("value").cast(pl.Float64)).filter(
-        pl.col("device_id").is_in(dev.get_column("device_id").implode())
+    # A reading already flagged suspect (e.g. sent by a unit whose clock drifted, see
+    # ingest.Landing) makes the hours it bounds suspect, like a late reading.
+    flagged = (
+        (pl.col("quality") == "suspect").fill_null(False)
+        if "quality" in readings.columns
+        else pl.lit(False)
     )
+    raw = readings.select(
+        "device_id", "channel", "ts", pl.col("value").cast(pl.Float64), flagged.alias("flagged")
+    ).filter(pl.col("device_id").is_in(dev.get_column("device_id").implode()))
     reg = _snap(raw.filter(pl.col("channel").is_in(REGISTER_CHANNELS)), max_offset_s)
     if previous is not None and previous.height:
         prev = _snap(
@@ -143,11 +151,16 @@ def readings_to_hourly(
 def _snap(frame: pl.DataFrame, max_offset_s: float, *, dedupe: bool = True) -> pl.DataFrame:
     """Add ``hour`` (ts rounded to the hour) and ``late`` (|offset| > max_offset_s)."""
     offset = (pl.col("ts") - pl.col("hour")).dt.total_microseconds().abs()
+    late = offset > max_offset_s * 1e6
+    if "flagged" in frame.columns:
+        late = late | pl.col("flagged")
     out = (
         frame.filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
         .with_columns(pl.col("ts").dt.round("1h").alias("hour"))
-        .with_columns(offset.alias("offset_us"), (offset > max_offset_s * 1e6).alias("late"))
+        .with_columns(offset.alias("offset_us"), late.alias("late"))
     )
+    if "flagged" in out.columns:
+        out = out.drop("flagged")
     if not dedupe:
         return out
     # Sorted once; a row repeating the previous row's (device, channel, hour) is dropped,

@@ -82,6 +82,11 @@ class SimulationConfig:
         inside the window (0 … 1; at least one device when non-zero).
     write_truth
         Also write ``truth/part-*.parquet``: the true hourly volume of every metering point.
+    write_inflow
+        Also write ``inflow.parquet``: the metered hourly gas inflow of every network node
+        (GDPs and stations), for the gas balance (see ``ingest/README.md``).  Off by
+        default; turning it on draws from its own random stream, so every other file is
+        unchanged.
     """
 
     seed: int = 0
@@ -105,6 +110,7 @@ class SimulationConfig:
     tight_limit_share: float = 0.1
     near_rollover_share: float = 0.08
     write_truth: bool = False
+    write_inflow: bool = False
 
     def __post_init__(self) -> None:
         def bad(option: str, value: object, allowed: str, fix: str) -> SimulationConfigError:
@@ -148,6 +154,8 @@ class SimulationConfig:
             raise bad("faults", self.faults, "True or False", "pass a bool")
         if not isinstance(self.write_truth, bool):
             raise bad("write_truth", self.write_truth, "True or False", "pass a bool")
+        if not isinstance(self.write_inflow, bool):
+            raise bad("write_inflow", self.write_inflow, "True or False", "pass a bool")
         for name in (*FAULT_RATES, "tight_limit_share", "near_rollover_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
@@ -264,7 +272,7 @@ def simulate(config: SimulationConfig, out_dir: str | Path, *, progress: Progres
     gdp_blocks = [(i, min(i + gblock, ent.n_gdps)) for i in range(0, ent.n_gdps, gblock)]
     total = len(meter_blocks) + len(gdp_blocks)
 
-    stats = _ContractStats(n)
+    stats = _ContractStats(n, _NodeInflow(ent, H) if config.write_inflow else None)
     files: list[str] = []
     truth_files: list[str] = []
     event_frames: list[pl.DataFrame] = []
@@ -310,6 +318,8 @@ def simulate(config: SimulationConfig, out_dir: str | Path, *, progress: Progres
     _write_parquet(events_df, out / "events.parquet")
     labels = plan.labels(config, ent)
     labels.write_csv(out / "labels.csv")
+    if stats.inflow is not None:
+        _write_parquet(stats.inflow.frame(config, ent), out / "inflow.parquet")
 
     counts = {
         "companies": len(ent.company_tz),
@@ -339,6 +349,7 @@ def simulate(config: SimulationConfig, out_dir: str | Path, *, progress: Progres
             "events": "events.parquet",
             "labels": "labels.csv",
             **({"truth": truth_files} if truth_files else {}),
+            **({"inflow": "inflow.parquet"} if config.write_inflow else {}),
         },
         "counts": counts,
     }
@@ -361,6 +372,8 @@ def _config_json(config: SimulationConfig) -> dict[str, object]:
     out: dict[str, object] = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if f.name == "write_inflow" and not value:
+            continue  # added later: leave manifests of runs without it byte-identical
         out[f.name] = value.isoformat() if isinstance(value, dt.date) else value
     return out
 
@@ -459,12 +472,15 @@ def _events_frame(rows: list[tuple[str, int, str, str, str]]) -> pl.DataFrame:
 class _ContractStats:
     """Per-meter daily statistics collected block by block, turned into contracts."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, inflow: _NodeInflow | None = None) -> None:
         self.max_daily = np.zeros(n)
         self.max_month_rate = np.zeros(n)  # m³/day of the heaviest month in the window
         self.mean_daily = np.zeros(n)
+        self.inflow = inflow
 
     def add(self, config: SimulationConfig, i0: int, truth_l: np.ndarray) -> None:
+        if self.inflow is not None:
+            self.inflow.add(i0, truth_l)
         daily = truth_l.reshape(truth_l.shape[0], config.days, 24).sum(axis=2) / 1000.0
         self.max_daily[i0 : i0 + daily.shape[0]] = daily.max(axis=1)
         self.mean_daily[i0 : i0 + daily.shape[0]] = daily.mean(axis=1)
@@ -490,6 +506,61 @@ class _ContractStats:
                 "daily_limit_m3": np.round(self.max_daily * f_day, 1),
                 "monthly_limit_m3": np.round(self.max_month_rate * 30.5 * f_month, 0),
                 "monthly_plan_m3": np.round(self.mean_daily * 30.4 * rng.uniform(0.95, 1.05, n), 0),
+            }
+        )
+
+
+class _NodeInflow:
+    """Metered hourly inflow of every network node, accumulated block by block.
+
+    A GDP's inflow is the true gas of its metering points (leaks included, before any
+    tampering: a magnet slows the consumer's register, not the gas) times
+    ``1 + loss`` (technological losses and unmetered use, 0.3–1.5 % per GDP) times the
+    inlet meter's error (±0.2 % per hour, normal).  A station's inflow is the sum of its
+    GDPs' true inflow times ``1 + loss`` (0.1–0.5 %) and its own meter error.  Draws come
+    from stream ``[seed, 8]`` so enabling inflow changes no other output.
+    """
+
+    def __init__(self, ent: Enterprise, hours: int) -> None:
+        index = {g: j for j, g in enumerate(ent.gdp_ids)}
+        self.meter_gdp = np.array([index[g] for g in ent.meter_frame.get_column("node_id")], dtype=np.int64)
+        self.gdp_l = np.zeros((ent.n_gdps, hours), dtype=np.int64)
+
+    def add(self, i0: int, truth_l: np.ndarray) -> None:
+        np.add.at(self.gdp_l, self.meter_gdp[i0 : i0 + truth_l.shape[0]], truth_l)
+
+    def frame(self, config: SimulationConfig, ent: Enterprise) -> pl.DataFrame:
+        rng = np.random.default_rng([config.seed, 8])
+        H = config.hours
+        g = ent.n_gdps
+        gdp_true = self.gdp_l / 1000.0 * (1.0 + rng.uniform(0.003, 0.015, g))[:, None]
+        nodes = ent.nodes
+        stations = nodes.filter(pl.col("kind") == "station").get_column("node_id").to_list()
+        parents = dict(zip(nodes.get_column("node_id").to_list(), nodes.get_column("parent_node_id").to_list(), strict=True))
+        station_loss = rng.uniform(0.001, 0.005, len(stations))
+        ids: list[str] = list(ent.gdp_ids)
+        rows = [gdp_true]
+        if stations:
+            st = np.zeros((len(stations), H))
+            pos = {s: k for k, s in enumerate(stations)}
+            for j, gid in enumerate(ent.gdp_ids):
+                parent = parents[gid]
+                if parent is not None:
+                    st[pos[parent]] += gdp_true[j]
+            rows.append(st * (1.0 + station_loss)[:, None])
+            ids.extend(stations)
+        true_m3 = np.concatenate(rows, axis=0)
+        metered = np.round(true_m3 * (1.0 + 0.002 * rng.standard_normal(true_m3.shape)), 3)
+        start_us = int(config.start_datetime.timestamp()) * 1_000_000
+        hours_us = start_us + np.arange(H, dtype=np.int64) * _US_PER_HOUR
+        k = len(ids)
+        order = np.argsort(np.asarray(ids))
+        return pl.DataFrame(
+            {
+                "node_id": pl.Series(ids, dtype=pl.String).gather(np.repeat(order, H)),
+                "ts": _ts_series(np.tile(hours_us, k)),
+                "volume_m3": metered[order].reshape(-1),
+                "quality": pl.Series(["valid"], dtype=pl.String).gather(np.zeros(k * H, dtype=np.int64)),
             }
         )
 

@@ -40,10 +40,21 @@ def free_port() -> int:
 
 
 def wait_for_port(
-    port: int, *, timeout: float = 15.0, what: str = "server", log: Path | None = None
+    port: int,
+    *,
+    timeout: float = 15.0,
+    what: str = "server",
+    log: Path | None = None,
+    proc: subprocess.Popen[bytes] | None = None,
 ) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:``port``.
+
+    With ``proc``, give up as soon as that process has exited (it will never listen).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            break
         with (
             contextlib.suppress(OSError),
             socket.create_connection(("127.0.0.1", port), timeout=0.5),
@@ -198,11 +209,24 @@ def mosquitto_version() -> str:
 
 @dataclass
 class MosquittoServer:
-    """A private Mosquitto broker on 127.0.0.1 with anonymous access (tests only)."""
+    """A private Mosquitto broker on 127.0.0.1 (tests only).
+
+    By default anonymous access is allowed.  For the transport tests pass
+    ``password_file``/``acl_file`` (then anonymous access is off, as in the shipped
+    ``ingest/mosquitto/mosquitto.conf``).  Persistence is always on: ``kill()`` ends the
+    broker abruptly (SIGKILL, like a crash) or with SIGTERM (clean: it saves its
+    database), and ``start()`` again brings it back on the same port and data folder, so
+    persistent sessions and queued messages survive as far as Mosquitto saved them.
+    ``autosave_interval`` is in seconds (Mosquitto saves its in-memory database then).
+    """
 
     port: int = field(default_factory=free_port)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="askug-mqtt-")))
     proc: subprocess.Popen[bytes] | None = None
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    autosave_interval: int = 1800
+    extra_config: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -212,47 +236,91 @@ class MosquittoServer:
     def log(self) -> Path:
         return self.root / "mosquitto.log"
 
-    def start(self) -> MosquittoServer:
-        if not os.access(MOSQUITTO_BIN, os.X_OK):
-            raise ServerError(f"{MOSQUITTO_BIN} not found; {MOSQUITTO_INSTALL_HINT}")
-        conf = self.root / "mosquitto.conf"
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def config_lines(self) -> list[str]:
+        """The ``mosquitto.conf`` this broker runs with."""
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
             "persistence true",
             f"persistence_location {self.root}/",
+            f"autosave_interval {self.autosave_interval}",
+            # Queue without limit for offline persistent sessions (the ingest service
+            # while it restarts), and let a subscriber have many unacknowledged QoS 1
+            # messages in flight so it can commit them in large batches.
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
             f"log_dest file {self.log}",
             "log_type error",
             "log_type warning",
             "log_type notice",
         ]
+        if self.password_file is None and self.acl_file is None:
+            lines.append("allow_anonymous true")
+        else:
+            lines.append("allow_anonymous false")
+            if self.password_file is not None:
+                lines.append(f"password_file {self.password_file}")
+            if self.acl_file is not None:
+                lines.append(f"acl_file {self.acl_file}")
         if os.geteuid() == 0:
             # As root mosquitto drops privileges to `mosquitto`, which cannot write our
             # temp dir; staying root is fine for a loopback-only test broker.
             lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen(
-            [MOSQUITTO_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        try:
-            wait_for_port(self.port, what="Mosquitto", log=self.log)
-        except ServerError:
-            self.stop()
-            raise
+        lines.extend(self.extra_config)
+        return lines
+
+    def start(self) -> MosquittoServer:
+        """Start (or restart, after :meth:`kill`) the broker on its port and data folder."""
+        if not os.access(MOSQUITTO_BIN, os.X_OK):
+            raise ServerError(f"{MOSQUITTO_BIN} not found; {MOSQUITTO_INSTALL_HINT}")
+        if self.running:
+            return self
+        conf = self.root / "mosquitto.conf"
+        conf.write_text("\n".join(self.config_lines()) + "\n")
+        deadline = time.monotonic() + 10
+        while True:
+            self.proc = subprocess.Popen(
+                [MOSQUITTO_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            try:
+                wait_for_port(self.port, what="Mosquitto", log=self.log, proc=self.proc)
+                break
+            except ServerError:
+                # Right after a kill the port may still be held for a moment: retry.
+                self._reap()
+                if time.monotonic() > deadline:
+                    shutil.rmtree(self.root, ignore_errors=True)
+                    raise
+                time.sleep(0.2)
         if self.proc.poll() is not None:
             raise ServerError(f"mosquitto exited with {self.proc.returncode}" + _tail(self.log))
         return self
 
+    def kill(self, *, clean: bool = False) -> None:
+        """End the broker but keep its data folder: SIGKILL (a crash) or SIGTERM (``clean``)."""
+        if self.proc is not None and self.proc.poll() is None:
+            if clean:
+                self.proc.terminate()
+            else:
+                self.proc.kill()
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
     def stop(self) -> None:
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            if self.proc is not None and self.proc.stderr is not None:
-                self.proc.stderr.close()
+            self.kill(clean=True)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

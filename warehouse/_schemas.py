@@ -53,6 +53,9 @@ METER_CHANNELS: Final = (
     "pressure_kpa",
     "temperature_c",
     "battery_voltage_v",
+    "flow_m3h",  # instantaneous flow at standard conditions (correctors)
+    "tamper_magnet",  # 1 = magnetic field detected in the interval, 0 = none
+    "valve_open",  # 1 = shut-off valve open, 0 = closed (household units with a valve)
 )
 CHANNELS: Final = tuple(dict.fromkeys((*METER_CHANNELS, *GDP_CHANNELS)))
 
@@ -378,17 +381,316 @@ CUBE = _spec(
 )
 
 # --- ingest: raw packets, quarantine, edge security, schedules, downlink (issue 3) -----
-# Add the specs above this line and list them here.
-INGEST_TABLES: tuple[TableSpec, ...] = ()
+#: Transports a packet can arrive by (``ingest.Transport``).
+TRANSPORTS: Final = ("mqtt", "tcp", "udp", "file")
+#: The closed set of quarantine reasons (``ingest.Reason``; a test keeps them equal).
+QUARANTINE_REASONS: Final = (
+    "bad_crc",
+    "truncated",
+    "oversized",
+    "unknown_device",
+    "unknown_profile",
+    "replayed",
+    "clock_skew",
+    "out_of_range",
+    "schema",
+)
+PACKET_STATUSES: Final = ("stored", "quarantined")
+#: Outcome rows of ``ingest_counters``: received = stored + duplicate + quarantined;
+#: ``reprocessed`` counts quarantined packets later stored (informational).
+INGEST_OUTCOMES: Final = ("received", "stored", "duplicate", "quarantined", "reprocessed")
+SCHEDULE_KINDS: Final = ("monthly", "weekly", "daily", "once")
+SCHEDULE_SPREADS: Final = ("even", "hash")
+COMMAND_KINDS: Final = ("schedule", "valve", "gas_parameters", "firmware")
+COMMAND_STATUSES: Final = ("queued", "delivered", "acknowledged", "cancelled")
+
+RAW_PACKETS = _spec(
+    "raw_packets",
+    {
+        "sha256": pl.String,  # hex digest of the raw bytes: one row per distinct packet
+        "raw_hex": pl.String,  # the bytes as received, hex
+        "size_bytes": pl.Int32,
+        "transport": pl.String,
+        "received_at": UTC_TS,  # first arrival (server time)
+        "device_id": pl.String,  # frame's device, else the transport's identity
+        "profile": pl.String,
+        "counter": pl.Int64,  # frame counter; null when the packet could not be decoded
+        "status": pl.String,  # stored | quarantined (stored after a successful reprocess)
+    },
+    ("sha256",),
+    required=("raw_hex", "size_bytes", "transport", "received_at", "status"),
+    choices={"transport": TRANSPORTS, "status": PACKET_STATUSES},
+    doc="Every distinct packet that reached landing, kept for audit and re-processing.",
+)
+
+QUARANTINE = _spec(
+    "quarantine",
+    {
+        "sha256": pl.String,  # raw_packets.sha256
+        "raw_hex": pl.String,
+        "transport": pl.String,
+        "received_at": UTC_TS,
+        "device_id": pl.String,
+        "profile": pl.String,
+        "counter": pl.Int64,
+        "reason": pl.String,
+        "detail": pl.String,
+        "reprocessed_at": UTC_TS,  # set when a reprocess stored the packet
+    },
+    ("sha256",),
+    required=("raw_hex", "transport", "received_at", "reason"),
+    choices={"transport": TRANSPORTS, "reason": QUARANTINE_REASONS},
+    doc="A packet that could not be stored, with its raw bytes and a reason from a closed set.",
+)
+
+DEVICE_CREDENTIALS = _spec(
+    "device_credentials",
+    {
+        "device_id": pl.String,
+        "profile": pl.String,  # device profile name its frames must carry
+        "serial": pl.Int64,  # serial in the binary envelope
+        "kind": pl.String,  # household_unit | corrector | gdp_unit (downlink validation)
+        "device_group": pl.String,  # session-schedule group
+        "secret_hash": pl.String,  # scrypt$n$r$p$salt$hash; the secret itself is never stored
+        "registered_at": UTC_TS,
+    },
+    ("device_id",),
+    required=("profile", "device_group", "secret_hash", "registered_at"),
+    choices={"kind": DEVICE_KINDS},
+    doc="A unit allowed to send: its profile, group and credential hash.",
+)
+
+DEVICE_COUNTERS = _spec(
+    "device_counters",
+    {
+        "device_id": pl.String,
+        "last_counter": pl.Int64,  # highest frame counter stored
+        "last_device_time": UTC_TS,
+        "last_received_at": UTC_TS,
+        "frames": pl.Int64,  # frames stored
+    },
+    ("device_id",),
+    required=("last_counter", "frames"),
+    doc="Frame-counter state of a unit (replay protection, last contact).",
+)
+
+INGEST_COUNTERS = _spec(
+    "ingest_counters",
+    {
+        "day": pl.Date,  # UTC day the packets were received
+        "transport": pl.String,
+        "outcome": pl.String,
+        "reason": pl.String,  # quarantine reason; '' for other outcomes
+        "shard": pl.Int16,  # spreads concurrent writers over rows; sum over it
+        "packets": pl.Int64,
+        "readings": pl.Int64,
+    },
+    ("day", "transport", "outcome", "reason", "shard"),
+    required=("packets", "readings"),
+    choices={"transport": TRANSPORTS, "outcome": INGEST_OUTCOMES},
+    doc="Packet counters of landing: received = stored + duplicate + quarantined.",
+)
+
+SESSION_SCHEDULES = _spec(
+    "session_schedules",
+    {
+        "device_group": pl.String,
+        "schedule_id": pl.String,
+        "kind": pl.String,
+        "day": pl.Int16,  # monthly: day of month 1–28; weekly: ISO weekday 1–7
+        "start_minute": pl.Int16,  # UTC minute of the day the window opens
+        "once_at": UTC_TS,  # once: the instant the window opens
+        "window_s": pl.Int32,  # the window over which units are spread
+        "session_s": pl.Int32,  # expected length of one unit's session
+        "max_concurrent": pl.Int32,  # bound on concurrent sessions
+        "spread": pl.String,  # even | hash
+        "created_at": UTC_TS,
+    },
+    ("device_group", "schedule_id"),
+    required=("kind", "window_s", "session_s", "max_concurrent", "spread"),
+    choices={"kind": SCHEDULE_KINDS, "spread": SCHEDULE_SPREADS},
+    doc="A communication-session schedule of a device group (several combine).",
+)
+
+DOWNLINK_COMMANDS = _spec(
+    "downlink_commands",
+    {
+        "command_id": pl.Int64,
+        "device_id": pl.String,
+        "kind": pl.String,
+        "payload": pl.String,  # JSON
+        "status": pl.String,
+        "created_at": UTC_TS,
+        "delivered_at": UTC_TS,  # last delivery
+        "acknowledged_at": UTC_TS,
+        "attempts": pl.Int32,
+    },
+    ("command_id",),
+    required=("device_id", "kind", "payload", "status", "created_at", "attempts"),
+    choices={"kind": COMMAND_KINDS, "status": COMMAND_STATUSES},
+    doc="A command queued for a unit, delivered at its next session and acknowledged.",
+)
+
+DEVICE_DAILY_ARCHIVE = _spec(
+    "device_daily_archive",
+    {
+        "device_id": pl.String,
+        "ts": UTC_TS,  # start of the device's archive day
+        "volume_m3": pl.Float64,
+        "volume_work_m3": pl.Float64,
+        "pressure_kpa": pl.Float64,
+        "temperature_c": pl.Float64,
+        "quality": pl.String,
+        "received_at": UTC_TS,
+    },
+    ("device_id", "ts"),
+    required=("quality",),
+    choices={"quality": QUALITY_CODES},
+    doc="Daily archive records as a corrector sent them (for cross-checks with the hourly).",
+)
+
+INGEST_TABLES: tuple[TableSpec, ...] = (
+    RAW_PACKETS,
+    QUARANTINE,
+    DEVICE_CREDENTIALS,
+    DEVICE_COUNTERS,
+    INGEST_COUNTERS,
+    SESSION_SCHEDULES,
+    DOWNLINK_COMMANDS,
+    DEVICE_DAILY_ARCHIVE,
+)
 
 # --- analytics: VEE findings and audit trail (issue 4) ---------------------------------
-VEE_TABLES: tuple[TableSpec, ...] = ()
+VEE_RULE_QUALITIES: Final = ("valid", "suspect", "missing")
+
+VEE_FINDINGS = _spec(
+    "vee_findings",
+    {
+        "meter_id": pl.String,
+        "rule": pl.String,  # analytics.VEE_RULES: gap, zero_run, frozen, spike, …
+        "ts": UTC_TS,  # first interval of the run
+        "ts_end": UTC_TS,  # end of the run (exclusive)
+        "intervals": pl.Int32,
+        "quality": pl.String,  # quality the rule gives the intervals
+        "severity": pl.String,
+        "value": pl.Float64,  # representative value (unit of the series)
+        "expected": pl.Float64,  # what it was compared with
+        "detail": pl.String,
+        "found_at": UTC_TS,  # when the VEE run that found it ran
+    },
+    ("meter_id", "rule", "ts"),
+    required=("ts_end", "intervals", "quality", "severity", "found_at"),
+    choices={"quality": VEE_RULE_QUALITIES, "severity": SEVERITIES},
+    doc="A VEE validation finding: one run of intervals of a metering point that broke a rule.",
+)
+
+AUDIT_TRAIL = _spec(
+    "audit_trail",
+    {
+        "audit_id": pl.String,  # random UUID
+        "meter_id": pl.String,
+        "ts": UTC_TS,  # the interval that changed
+        "table_name": pl.String,  # hourly_archive
+        "column_name": pl.String,  # volume_m3
+        "old_value": pl.Float64,
+        "new_value": pl.Float64,
+        "old_quality": pl.String,
+        "new_quality": pl.String,
+        "method": pl.String,  # manual, linear_interpolation, hdd_profile, hour_mean, …
+        "reason": pl.String,  # why: the user's reason, or the VEE rule(s)
+        "changed_by": pl.String,  # user name, or "vee" for the pipeline
+        "changed_at": UTC_TS,
+    },
+    ("audit_id",),
+    required=(
+        "meter_id", "ts", "table_name", "column_name", "new_quality", "method", "reason",
+        "changed_by", "changed_at",
+    ),
+    choices={"old_quality": QUALITY_CODES, "new_quality": QUALITY_CODES},
+    doc="Append-only audit trail of every estimate and edit: who, when, why, old and new value.",
+)
+
+VEE_TABLES: tuple[TableSpec, ...] = (VEE_FINDINGS, AUDIT_TRAIL)
 
 # --- analytics: gas-day cubes (issue 4) ------------------------------------------------
-CUBE_TABLES: tuple[TableSpec, ...] = ()
+#: ``dims`` values of the gas-day cube: the dimensions a cell is grouped by.
+GAS_CUBE_DIMS: Final = ("", "company", "company,branch", "company,resource", "company,branch,resource")
+#: ``period`` values: the finest part of the company's gas-day calendar a cell is grouped by.
+GAS_CUBE_PERIODS: Final = ("all", "year", "month", "day", "hour")
+
+GAS_CUBE = _spec(
+    "gas_cube",
+    {
+        "dims": pl.String,  # GAS_CUBE_DIMS: "" is the grand total
+        "period": pl.String,  # GAS_CUBE_PERIODS
+        "company_id": pl.String,  # '' when rolled up
+        "branch_id": pl.String,
+        "resource": pl.String,
+        "year": pl.Int16,  # gas-day calendar: year and month of the gas day, -1 when rolled up
+        "month": pl.Int8,
+        "day": pl.Int8,  # day of month of the gas day
+        "hour": pl.Int8,  # hour of the gas day, 0 .. 22/23/24 (DST days have 23/25)
+        "gas_day": pl.Date,  # day and hour cells: the gas day (date it starts on)
+        "ts": UTC_TS,  # hour cells grouped by company: UTC start of the hour
+        "local_hour": pl.Int8,  # hour cells grouped by company: local clock hour
+        "meters": pl.Int32,  # metering points of the cell in the directory
+        "volume_m3": pl.Float64,  # sum of hourly volumes (standard conditions); null: no value
+        "energy_kwh": pl.Float64,  # gas volume × calorific value
+        "hours": pl.Int64,  # hourly values present
+        "expected_hours": pl.Int64,  # meters × hours of the cell
+        "completeness": pl.Float64,  # hours / expected_hours, 0..1
+        "estimated_hours": pl.Int64,  # values with quality 'estimated'
+        "share_estimated": pl.Float64,  # estimated_hours / hours, 0..1
+        "pressure_kpa_min": pl.Float64,
+        "pressure_kpa_avg": pl.Float64,  # weighted by pressure_hours
+        "pressure_kpa_max": pl.Float64,
+        "pressure_hours": pl.Int64,
+        "temperature_c_min": pl.Float64,
+        "temperature_c_avg": pl.Float64,
+        "temperature_c_max": pl.Float64,
+        "temperature_hours": pl.Int64,
+    },
+    ("dims", "period", "company_id", "branch_id", "resource", "year", "month", "day", "hour"),
+    required=("meters", "hours", "expected_hours", "estimated_hours", "pressure_hours", "temperature_hours"),
+    choices={"dims": GAS_CUBE_DIMS, "period": GAS_CUBE_PERIODS},
+    doc="Consolidated gas-day cube: the five groupings' cells, company-local gas calendar.",
+)
+
+CUBE_TABLES: tuple[TableSpec, ...] = (GAS_CUBE,)
 
 # --- analytics: billing uploads, limits and balance (issue 4) --------------------------
-BILLING_TABLES: tuple[TableSpec, ...] = ()
+BILLING_FORMATS: Final = ("xml", "csv")
+BILLING_STATUSES: Final = ("sent", "failed", "unchanged")
+
+BILLING_UPLOADS = _spec(
+    "billing_uploads",
+    {
+        "upload_id": pl.String,  # random UUID of this attempt; also in the file
+        "ts": UTC_TS,  # when the attempt was made
+        "period": pl.String,  # billing month, YYYY-MM (gas days of that month)
+        "fmt": pl.String,  # xml (1C exchange) | csv
+        "destination": pl.String,  # folder path or http(s) URL (without credentials)
+        "scope": pl.String,  # "all", or the company ids the file covers, comma-separated
+        "revision": pl.Int32,  # 1, 2, … per period, format and destination
+        "file_name": pl.String,
+        "accounts": pl.Int32,  # billing accounts (metering points) in the file
+        "volume_m3": pl.Float64,  # total of the file, m³ at standard conditions
+        "data_sha256": pl.String,  # checksum of the account rows (decides re-sending)
+        "file_sha256": pl.String,  # checksum of the bytes delivered
+        "bytes": pl.Int64,
+        "status": pl.String,
+        "detail": pl.String,  # written path, HTTP status, or the error
+    },
+    ("upload_id",),
+    required=(
+        "ts", "period", "fmt", "destination", "scope", "revision", "file_name", "accounts",
+        "data_sha256", "status",
+    ),
+    choices={"fmt": BILLING_FORMATS, "status": BILLING_STATUSES},
+    doc="One billing-upload attempt: what was sent, when, where, its checksum, rows and status.",
+)
+
+BILLING_TABLES: tuple[TableSpec, ...] = (BILLING_UPLOADS,)
 
 TABLES: Final[dict[str, TableSpec]] = {
     t.name: t

@@ -1,0 +1,282 @@
+"""Gas-day cube benchmark: the five-grouping cube with DuckDB and Polars against a plain GROUP BY.
+
+Rows are generated synthetically inside DuckDB (not through the simulator): ``--meters``
+metering points × ``--days`` days of hourly archive (10,000 × 365 = 87.6 M rows) in a
+temporary DuckDB store file, with 3 companies in 3 time zones and contract hours
+(Europe/Moscow 10:00, Europe/Berlin 06:00, Europe/London 05:00), ``--branches``
+branches, 90 % gas / 5 % heat / 5 % water meters, 1 in 10 a corrector with pressure and
+temperature, ~0.1 % null hours and ~1 % estimated hours.
+
+Each step runs in a fresh ``spawn`` process (its max RSS is its own) and is repeated
+``--repeat`` times, interleaved so machine noise hits every step alike; medians are printed:
+
+* plain GROUP BY (ceiling)  one DuckDB ``SELECT branch_id, ts, sum(volume_m3) … JOIN
+                            metering_points GROUP BY branch_id, ts`` over the same rows;
+* DuckDB cube               ``warehouse.build_gas_cube(store, engine="duckdb")``: all five
+                            groupings with every subtotal level, written to the store;
+* Polars: read archive      reading the archive's columns from DuckDB into Polars (the
+                            price of the Polars engine on this store, not in its figure);
+* Polars cube               ``warehouse.gas_cube_from_frames(…, engine="polars")`` on the
+                            in-memory frame (same cells as the DuckDB cube);
+* incremental refresh       one day's rows arrive late: ``refresh_gas_cube`` for that day
+                            (the rows are removed and the cube brought back first, untimed).
+
+Ratios: DuckDB cube / ceiling and Polars cube / ceiling (goal ≤ 2×), refresh / DuckDB
+cube (goal < 5 %).
+
+Usage::
+
+    .venv/bin/python bench/cube.py                       # 10,000 meters × 365 days, 3 repeats
+    .venv/bin/python bench/cube.py --meters 200 --days 60 --repeat 1   # smoke run (--quick)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing as mp
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+START = dt.datetime(2022, 1, 1, tzinfo=dt.UTC)
+COMPANIES = (("C1", "Europe/Moscow", 10), ("C2", "Europe/Berlin", 6), ("C3", "Europe/London", 5))
+
+_GENERATE = """
+INSERT INTO hourly_archive
+SELECT printf('M%06d', m) AS meter_id,
+       $start + to_hours(h) AS ts,
+       CASE WHEN r % 1000 = 0 THEN NULL ELSE 0.2 + (r % 997) / 500.0 END AS volume_m3,
+       NULL AS volume_work_m3,
+       CASE WHEN m % 10 = 0 AND r % 1000 <> 0 THEN 280.0 + (r % 41) END AS pressure_kpa,
+       CASE WHEN m % 10 = 0 AND r % 1000 <> 0 THEN -5.0 + (r % 23) END AS temperature_c,
+       CASE WHEN r % 1000 = 0 THEN 'missing' WHEN r % 100 = 7 THEN 'estimated' ELSE 'valid' END AS quality,
+       'archive' AS source
+FROM (SELECT h, m, hash(h * 100003 + m) AS r
+      FROM range($hours) t(h), range($meters) u(m))
+"""
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _late_range(days: int) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC day whose rows arrive late: the middle of the period."""
+    lo = START + dt.timedelta(days=days // 2)
+    return lo, lo + dt.timedelta(days=1)
+
+
+# --- setup -------------------------------------------------------------------------------
+def setup(db: str, meters: int, days: int, branches: int) -> tuple[int, float, float]:
+    import polars as pl
+
+    from warehouse import open_store
+
+    t = time.perf_counter()
+    with open_store(path=db) as store:
+        store.migrate()
+        store.write(
+            "companies",
+            pl.DataFrame(
+                {
+                    "company_id": [c for c, _, _ in COMPANIES],
+                    "name": [c for c, _, _ in COMPANIES],
+                    "time_zone": [z for _, z, _ in COMPANIES],
+                    "contract_hour": [h for _, _, h in COMPANIES],
+                }
+            ),
+        )
+        store.write(
+            "branches",
+            pl.DataFrame(
+                {
+                    "branch_id": [f"B{i:03d}" for i in range(branches)],
+                    "company_id": [COMPANIES[i % len(COMPANIES)][0] for i in range(branches)],
+                    "name": [f"branch {i}" for i in range(branches)],
+                }
+            ),
+        )
+        ids = list(range(meters))
+        resources = ["heat" if i % 20 == 3 else "water" if i % 20 == 11 else "gas" for i in ids]
+        company = [COMPANIES[(i % branches) % len(COMPANIES)] for i in ids]
+        store.write(
+            "metering_points",
+            pl.DataFrame(
+                {
+                    "meter_id": [f"M{i:06d}" for i in ids],
+                    "branch_id": [f"B{i % branches:03d}" for i in ids],
+                    "name": [f"meter {i}" for i in ids],
+                    "resource": resources,
+                    "category": ["household" if i % 4 else "industrial" for i in ids],
+                    "time_zone": [c[1] for c in company],
+                    "contract_hour": [c[2] for c in company],
+                }
+            ),
+        )
+        con = store.connection  # type: ignore[attr-defined]
+        con.execute(_GENERATE, {"start": START, "hours": days * 24, "meters": meters})
+        con.execute("CHECKPOINT")
+        n = store.count("hourly_archive")
+    return n, time.perf_counter() - t, _peak_mb()
+
+
+# --- steps: each runs in a fresh process and returns (rows, seconds, peak MB) ------------
+def step_plain_group_by(db: str) -> tuple[int, float, float]:
+    import duckdb
+
+    con = duckdb.connect(db, read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    t = time.perf_counter()
+    rows = con.sql(
+        """SELECT m.branch_id, a.ts, sum(a.volume_m3) AS volume_m3
+           FROM hourly_archive a JOIN metering_points m USING (meter_id)
+           GROUP BY m.branch_id, a.ts"""
+    ).to_arrow_table().num_rows
+    seconds = time.perf_counter() - t
+    (n,) = con.execute("SELECT count(*) FROM hourly_archive").fetchall()[0]
+    con.close()
+    assert rows
+    return int(n), seconds, _peak_mb()
+
+
+def step_duckdb_cube(db: str) -> tuple[int, float, float]:
+    from warehouse import build_gas_cube, open_store
+
+    with open_store(path=db) as store:
+        t = time.perf_counter()
+        summary = build_gas_cube(store, engine="duckdb")
+        seconds = time.perf_counter() - t
+    return summary.hourly_rows, seconds, _peak_mb()
+
+
+def step_polars_read(db: str) -> tuple[int, float, float]:
+    frame, seconds = _read_polars(db)
+    return frame.height, seconds, _peak_mb()
+
+
+def _read_polars(db: str) -> tuple[Any, float]:
+    import duckdb
+    import polars as pl
+
+    con = duckdb.connect(db, read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    t = time.perf_counter()
+    frame = pl.from_arrow(
+        con.sql(
+            "SELECT meter_id, ts, volume_m3, pressure_kpa, temperature_c, quality FROM hourly_archive"
+        ).to_arrow_table()
+    )
+    con.close()
+    return frame, time.perf_counter() - t
+
+
+def step_polars_cube(db: str) -> tuple[int, float, float]:
+    from warehouse import gas_cube_from_frames, open_store
+
+    frame, _ = _read_polars(db)
+    with open_store(path=db, read_only=True) as store:
+        meters, branches, companies = (store.read(t) for t in ("metering_points", "branches", "companies"))
+    t = time.perf_counter()
+    cube = gas_cube_from_frames(frame, meters, branches, companies, engine="polars")
+    seconds = time.perf_counter() - t
+    assert cube.height
+    return frame.height, seconds, _peak_mb()
+
+
+def step_refresh(db: str, days: int) -> tuple[int, float, float]:
+    from warehouse import open_store, refresh_gas_cube
+
+    lo, hi = _late_range(days)
+    with open_store(path=db) as store:
+        con = store.connection  # type: ignore[attr-defined]
+        # untimed: take the day out and bring the cube to "before the late data"
+        con.execute("CREATE OR REPLACE TEMP TABLE late AS SELECT * FROM hourly_archive WHERE ts >= $lo AND ts < $hi",
+                    {"lo": lo, "hi": hi})
+        con.execute("DELETE FROM hourly_archive WHERE ts >= $lo AND ts < $hi", {"lo": lo, "hi": hi})
+        refresh_gas_cube(store, start=lo, end=hi)
+        # the late day arrives
+        con.execute("INSERT INTO hourly_archive SELECT * FROM late")
+        t = time.perf_counter()
+        summary = refresh_gas_cube(store, start=lo, end=hi)
+        seconds = time.perf_counter() - t
+    return summary.hourly_rows, seconds, _peak_mb()
+
+
+# --- driver -----------------------------------------------------------------------------------
+def run(fn: Callable[..., tuple[int, float, float]], *args: Any) -> tuple[int, float, float]:
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meters", type=int, default=10_000, help="metering points (default 10,000)")
+    parser.add_argument("--days", type=int, default=365, help="days of hourly data (default 365)")
+    parser.add_argument("--branches", type=int, default=30, help="branches over the 3 companies (default 30)")
+    parser.add_argument("--repeat", type=int, default=3, help="repeats; medians are printed (default 3)")
+    parser.add_argument("--no-polars", action="store_true", help="skip the Polars steps (they need ~2× the memory)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 200 meters × 60 days, 1 repeat")
+    parser.add_argument("--workdir", default=None, help="folder for the temporary DuckDB file (default: a temp dir)")
+    args = parser.parse_args()
+    if args.quick:
+        args.meters, args.days, args.repeat = 200, 60, 1
+    if args.days < 3 or args.meters < 1 or args.branches < 3:
+        parser.error("need --days ≥ 3, --meters ≥ 1, --branches ≥ 3")
+
+    work = Path(tempfile.mkdtemp(prefix="askug-cube-bench-", dir=args.workdir))
+    db = str(work / "cube.duckdb")
+    results: dict[str, list[tuple[int, float, float]]] = {}
+
+    def measure(name: str, fn: Callable[..., tuple[int, float, float]], *a: Any) -> None:
+        results.setdefault(name, []).append(run(fn, *a))
+
+    print(f"askug cube bench: {args.meters:,} meters × {args.days} days = {args.meters * args.days * 24:,} hourly rows, "
+          f"{args.branches} branches, median of {args.repeat}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
+    try:
+        rows, sec, peak = run(setup, db, args.meters, args.days, args.branches)
+        print(f"  generated {rows:,} rows in {sec:.1f} s (peak {peak:,.0f} MB)", flush=True)
+        for i in range(args.repeat):
+            print(f"  run {i + 1}/{args.repeat} …", flush=True)
+            measure("plain GROUP BY (ceiling)", step_plain_group_by, db)
+            measure("DuckDB cube (5 groupings)", step_duckdb_cube, db)
+            if not args.no_polars:
+                measure("Polars: read archive", step_polars_read, db)
+                measure("Polars cube (5 groupings)", step_polars_cube, db)
+            measure("incremental refresh, 1 day", step_refresh, db, args.days)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def med(name: str) -> tuple[int, float, float]:
+        runs = results[name]
+        return runs[0][0], statistics.median(r[1] for r in runs), max(r[2] for r in runs)
+
+    print()
+    print(f"{'step':<32}{'rows':>14}{'seconds':>10}{'rows/s':>14}{'peak MB':>10}")
+    for name in results:
+        n, sec, peak = med(name)
+        print(f"{name:<32}{n:>14,}{sec:>10.2f}{n / sec if sec else 0:>14,.0f}{peak:>10,.0f}")
+    print()
+    ceiling = med("plain GROUP BY (ceiling)")[1]
+    full = med("DuckDB cube (5 groupings)")[1]
+    print(f"{'DuckDB cube / plain GROUP BY (goal ≤ 2×)':<56}{full / ceiling:>8.2f}×")
+    if "Polars cube (5 groupings)" in results:
+        print(f"{'Polars cube / plain GROUP BY (goal ≤ 2×)':<56}{med('Polars cube (5 groupings)')[1] / ceiling:>8.2f}×")
+    refresh = med("incremental refresh, 1 day")[1]
+    print(f"{'incremental 1-day refresh / DuckDB cube (goal < 5 %)':<56}{100 * refresh / full:>7.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,833 @@
+"""Landing: decode, check and store a batch of packets in one transaction.
+
+:meth:`Landing.submit` is what every transport calls.  For each packet, in order, the
+first rule that applies decides its outcome (see ``ingest/README.md`` § Landing):
+
+1. **duplicate** — the same bytes (SHA-256) already landed, now or earlier in the batch,
+   whether they were stored or quarantined: nothing is written again.
+2. **oversized** — longer than ``EdgePolicy.max_frame_bytes``.
+3. the decoder's :class:`FrameError` reason (bad_crc, truncated, unknown_profile, schema…).
+4. **unknown_device** — not in ``device_credentials``, or the transport's identity (MQTT
+   topic, TCP ident) differs from the frame's device id; **unknown_profile** — the frame's
+   profile is not the one the unit is registered with.
+5. **replayed** — another frame with this unit and counter is stored, or the counter is
+   older than the replay window (``counter_window`` below the highest stored counter).
+   Frames arriving out of order inside the window are accepted.
+6. **clock_skew** — |device time − receive time| > ``clock_flag_s`` (4 h), a record
+   later than both clocks (+``clock_ok_s``), or older than the late-data window.
+   Between ``clock_ok_s`` (60 s) and ``clock_flag_s`` the frame is stored with quality
+   ``suspect`` on all its values.
+7. **schema / out_of_range** — unknown channel, archive column or severity; a value that
+   is not finite or outside ``EdgePolicy.ranges`` (registers also below the unit's
+   counter modulus).
+8. **oversized** (rate) — more than ``max_frames_per_minute`` frames of one unit in a
+   minute of receive time (the closed set of reasons has no separate one).
+9. otherwise **stored**: readings (device time ``ts`` + ``received_at``), hourly
+   consumption derived from the registers (rollover, replacement, gaps healed by late
+   data), the corrector's own hourly/daily archives, events, command acknowledgements.
+
+All of it — raw packets, quarantine rows, data, counter state and the packet counters —
+is written in ONE transaction; when :meth:`Landing.submit` returns, every outcome it
+reports is committed, and when it raises nothing is.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+import math
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+import polars as pl
+
+from ingest._counters import readings_to_hourly
+from ingest._downlink import Command, list_commands
+from ingest._downlink import mark_delivered as _mark_delivered
+from ingest._security import Security
+from ingest._stats import IngestStats, read_stats
+from ingest._wire import Frame, FrameError, Packet, Reason
+from warehouse import Store
+from warehouse import _landing as wl
+from warehouse._schemas import CHANNELS, REGISTER_CHANNELS, SEVERITIES
+
+Status = Literal["stored", "duplicate", "quarantined"]
+
+#: Plausible value ranges per channel / archive column (inclusive, in the unit of the name).
+DEFAULT_RANGES: Final[Mapping[str, tuple[float, float]]] = {
+    "volume_register_m3": (0.0, 1e12),
+    "volume_work_register_m3": (0.0, 1e12),
+    "pressure_kpa": (0.0, 20_000.0),
+    "temperature_c": (-60.0, 100.0),
+    "battery_voltage_v": (0.0, 30.0),
+    "flow_m3h": (0.0, 1e6),
+    "tamper_magnet": (0.0, 1.0),
+    "valve_open": (0.0, 1.0),
+    "inlet_pressure_kpa": (0.0, 20_000.0),
+    "outlet_pressure_kpa": (0.0, 20_000.0),
+    "gas_temperature_c": (-60.0, 100.0),
+    "room_temperature_c": (-60.0, 100.0),
+    "ch4_pct_lel": (0.0, 100.0),
+    "door_open": (0.0, 1.0),
+    "mains_voltage_v": (0.0, 400.0),
+    # interval archive columns
+    "volume_m3": (0.0, 1e7),
+    "volume_work_m3": (0.0, 1e7),
+}
+ARCHIVE_COLUMNS: Final = ("volume_m3", "volume_work_m3", "pressure_kpa", "temperature_c")
+#: Channels readings_to_hourly turns into hourly values (registers + corrector means).
+HOURLY_CHANNELS: Final = (*REGISTER_CHANNELS, "pressure_kpa", "temperature_c")
+
+
+class Decoder(Protocol):
+    """What landing needs of :class:`ingest.ProfileRegistry`."""
+
+    def decode(self, raw: bytes, *, profile: str | None = None) -> Frame: ...
+
+
+@dataclass(frozen=True)
+class EdgePolicy:
+    """Limits landing applies to every packet (see the module docstring for the order).
+
+    Attributes
+    ----------
+    max_frame_bytes
+        Longer packets are quarantined ``oversized``.
+    clock_ok_s
+        |device time − receive time| up to this is on time (seconds).
+    clock_flag_s
+        Up to this the frame is stored with quality ``suspect``; beyond, ``clock_skew``.
+    late_window
+        Records older than this before their receive time are ``clock_skew``.
+    max_frames_per_minute
+        Frames of one unit per minute of receive time; more are quarantined ``oversized``.
+    counter_window
+        Replay window: a new frame may carry a counter at most this far below the
+        highest stored one (out-of-order delivery); older ones are ``replayed``.
+    ranges
+        Inclusive plausible range per channel / archive column.
+    register_lookback
+        How far back (and ahead) landing looks for the stored register reading that
+        closes the hours at the edges of a batch.
+    """
+
+    max_frame_bytes: int = 4096
+    clock_ok_s: float = 60.0
+    clock_flag_s: float = 4 * 3600.0
+    late_window: dt.timedelta = dt.timedelta(days=45)
+    max_frames_per_minute: int = 600
+    counter_window: int = 1024
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_RANGES))
+    register_lookback: dt.timedelta = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one packet.
+
+    ``readings`` counts the values a stored frame delivered (readings + archive
+    records); rows whose key was already stored are skipped by the database, so a
+    re-sent hour in a *new* frame is stored once.
+    """
+
+    status: Status
+    device_id: str | None
+    counter: int | None
+    reason: Reason | None
+    readings: int
+    detail: str = ""
+
+
+@dataclass
+class _Work:
+    """Per-packet state while a batch is classified."""
+
+    packet: Packet
+    sha: str
+    frame: Frame | None = None
+    error: FrameError | None = None
+    status: Status | None = None
+    reason: Reason | None = None
+    detail: str = ""
+    suspect: bool = False
+    prior_reason: str | None = None  # reprocess: the reason it was quarantined with
+    prior_received: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReprocessSummary:
+    """What a reprocess did: packets looked at, now stored, still quarantined (by reason)."""
+
+    examined: int
+    stored: int
+    still_quarantined: dict[str, int]
+
+
+class Landing:
+    """Stores packets from every transport exactly once and accounts for each of them.
+
+    Parameters
+    ----------
+    store
+        A migrated store (PostgreSQL in production; DuckDB works too, single writer).
+    registry
+        The profile registry (anything with ``decode(raw, profile=...)``).
+    policy
+        Edge limits.
+    shard
+        Row of ``ingest_counters`` this instance adds to (default: from the process id),
+        so concurrent services do not contend on one counter row.
+
+    Examples
+    --------
+    >>> landing = Landing(store, ProfileRegistry())            # doctest: +SKIP
+    >>> landing.submit([Packet(raw, "udp", now)])[0].status    # doctest: +SKIP
+    'stored'
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Decoder,
+        policy: EdgePolicy = EdgePolicy(),
+        *,
+        shard: int | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.policy = policy
+        self.security = Security(store)
+        self.shard = (os.getpid() % 64) if shard is None else shard
+        self._rate: dict[str, list[float]] = defaultdict(list)
+        self._rate_lock = threading.Lock()
+
+    # --- public API ------------------------------------------------------------------
+    def submit(self, packets: Sequence[Packet]) -> list[Outcome]:
+        """Decode, check and store ``packets`` in one transaction; one outcome each, in order.
+
+        Raises
+        ------
+        warehouse.WarehouseError, psycopg.Error, duckdb.Error
+            The database failed; nothing of the batch was committed (do not acknowledge).
+        """
+        if not packets:
+            return []
+        work = [self._prepare(p) for p in packets]
+        return self._land(work, reprocess=False)
+
+    def verify(self, device_id: str, secret: str | bytes) -> bool:
+        """Check a unit's credential (TCP ident): see :meth:`Security.verify`."""
+        return self.security.verify(device_id, secret)
+
+    def pending_commands(self, device_id: str) -> list[Command]:
+        """Downlink commands to deliver at this unit's session (queued or not yet acked)."""
+        return list_commands(self.store, device_id=device_id, pending=True)
+
+    def mark_delivered(self, command_id: int, at: dt.datetime) -> None:
+        """Record that command ``command_id`` was sent to its unit at ``at``."""
+        _mark_delivered(self.store, command_id, at)
+
+    def stats(self) -> IngestStats:
+        """Packet counters from the database (received = stored + duplicates + quarantined)."""
+        return read_stats(self.store)
+
+    def reprocess(
+        self,
+        *,
+        shas: Sequence[str] | None = None,
+        reason: str | None = None,
+        limit: int | None = None,
+    ) -> ReprocessSummary:
+        """Run quarantined packets again through the current registry and policy.
+
+        A packet that is now stored leaves quarantine (``reprocessed_at`` set, raw packet
+        ``stored``); its counters move from *quarantined* to *stored* on the day and
+        transport it was received (received is unchanged, so the equation stays exact),
+        and ``reprocessed`` counts the move.  A packet that fails again stays, with its
+        reason updated if it changed (the counters move between reasons).
+
+        Parameters
+        ----------
+        shas
+            Only these packets (hex SHA-256); default all not yet reprocessed.
+        reason
+            Only packets quarantined for this reason.
+        limit
+            At most this many, oldest first.
+        """
+        q = self.store.read("quarantine", where={"sha256": list(shas)} if shas else None)
+        q = q.filter(pl.col("reprocessed_at").is_null())
+        if reason:
+            q = q.filter(pl.col("reason") == str(Reason(reason)))
+        q = q.sort("received_at", "sha256")
+        if limit is not None:
+            q = q.head(limit)
+        work: list[_Work] = []
+        for row in q.iter_rows(named=True):
+            packet = Packet(
+                raw=bytes.fromhex(row["raw_hex"]),
+                transport=row["transport"],
+                received_at=row["received_at"],
+                device_id=row["device_id"],
+                profile=row["profile"],
+            )
+            w = self._prepare(packet)
+            w.prior_reason = row["reason"]
+            w.prior_received = row["received_at"]
+            work.append(w)
+        if not work:
+            return ReprocessSummary(0, 0, {})
+        outcomes = self._land(work, reprocess=True)
+        still: dict[str, int] = defaultdict(int)
+        for o in outcomes:
+            if o.status == "quarantined" and o.reason is not None:
+                still[str(o.reason)] += 1
+        stored = sum(1 for o in outcomes if o.status == "stored")
+        return ReprocessSummary(len(work), stored, dict(still))
+
+    # --- classification ----------------------------------------------------------------
+    def _prepare(self, p: Packet) -> _Work:
+        """Hash and decode outside the transaction (CPU only)."""
+        raw = bytes(p.raw)
+        w = _Work(p, hashlib.sha256(raw).hexdigest())
+        if len(raw) > self.policy.max_frame_bytes:
+            w.error = FrameError(
+                Reason.OVERSIZED,
+                f"{len(raw)} bytes, more than the limit of {self.policy.max_frame_bytes}",
+            )
+            return w
+        try:
+            w.frame = self.registry.decode(raw, profile=p.profile)
+        except FrameError as e:
+            w.error = e
+        except Exception as e:  # noqa: BLE001 - a decoder bug must not crash a service
+            w.error = FrameError(Reason.SCHEMA, f"decoder failed: {type(e).__name__}: {e}")
+        return w
+
+    def _frame_checks(self, w: _Work, dev: Mapping[str, Any]) -> tuple[Reason, str] | None:
+        """Clock, late-window and value checks of one decoded frame (no database)."""
+        f = w.frame
+        assert f is not None
+        pol = self.policy
+        received = w.packet.received_at
+        drift = (f.device_time - received).total_seconds()
+        if abs(drift) > pol.clock_flag_s:
+            return Reason.CLOCK_SKEW, (
+                f"device clock is {drift:+.0f} s off the server's (limit ±{pol.clock_flag_s:.0f} s)"
+            )
+        w.suspect = abs(drift) > pol.clock_ok_s
+        future = max(f.device_time, received) + dt.timedelta(seconds=pol.clock_ok_s)
+        oldest = received - pol.late_window
+        stamps = [ts for _, ts, _ in f.readings]
+        stamps += [ts for _, ts, _ in f.archives]
+        stamps += [e[0] for e in f.events]
+        if stamps:
+            hi, lo = max(stamps), min(stamps)
+            if hi > future:
+                return Reason.CLOCK_SKEW, f"a record at {hi.isoformat()} lies in the future"
+            if lo < oldest:
+                return Reason.CLOCK_SKEW, (
+                    f"a record at {lo.isoformat()} is older than the late-data window "
+                    f"({pol.late_window.days} days)"
+                )
+        ranges = pol.ranges
+        modulus = dev.get("counter_modulus_m3")
+        for channel, ts, value in f.readings:
+            if channel not in _CHANNELS:
+                return Reason.SCHEMA, f"unknown channel {channel!r}"
+            if value is None:
+                continue
+            bad = _range_problem(channel, value, ranges)
+            if bad is None and modulus is not None and channel in REGISTER_CHANNELS and value >= modulus:
+                bad = f"{channel} = {value:g} is not below the counter modulus {modulus:g}"
+            if bad is not None:
+                return Reason.OUT_OF_RANGE, f"{bad} at {ts.isoformat()}"
+        for kind, ts, values in f.archives:
+            if kind not in ("hourly", "daily"):
+                return Reason.SCHEMA, f"unknown archive kind {kind!r} (hourly or daily)"
+            for column, value in values.items():
+                if column not in ARCHIVE_COLUMNS:
+                    return Reason.SCHEMA, f"unknown archive column {column!r}"
+                if value is not None:
+                    bad = _range_problem(column, value, ranges)
+                    if bad is not None:
+                        return Reason.OUT_OF_RANGE, f"{kind} archive {bad} at {ts.isoformat()}"
+        for _, code, severity, _ in f.events:
+            if severity not in SEVERITIES or not code:
+                return Reason.SCHEMA, f"event {code!r} has severity {severity!r}, not one of {SEVERITIES}"
+        return None
+
+    def _rate_ok(self, device_id: str, at: float, pending: Mapping[str, list[float]]) -> bool:
+        limit = self.policy.max_frames_per_minute
+        with self._rate_lock:
+            times = self._rate.get(device_id, [])
+            n = bisect.bisect_right(times, at) - bisect.bisect_right(times, at - 60.0)
+        n += sum(1 for t in pending.get(device_id, ()) if at - 60.0 < t <= at)
+        return n < limit
+
+    def _classify(
+        self,
+        work: list[_Work],
+        devices: Mapping[str, Mapping[str, Any]],
+        known: Mapping[str, str],
+        stored_pairs: Mapping[tuple[str, int], str],
+        *,
+        reprocess: bool,
+    ) -> dict[str, list[float]]:
+        """Decide every packet's outcome, in order; return the accepted receive times."""
+        seen: set[str] = set()
+        last: dict[str, int | None] = {d: v.get("last_counter") for d, v in devices.items()}
+        taken: dict[tuple[str, int], str] = dict(stored_pairs)
+        pending: dict[str, list[float]] = defaultdict(list)
+        for w in work:
+            if w.sha in seen or (not reprocess and w.sha in known):
+                w.status = "duplicate"
+                continue
+            seen.add(w.sha)
+            if w.error is not None:
+                self._quarantine(w, w.error.reason, w.error.detail)
+                continue
+            f = w.frame
+            assert f is not None
+            dev = devices.get(f.device_id)
+            if dev is None:
+                self._quarantine(w, Reason.UNKNOWN_DEVICE, f"device {f.device_id} is not registered; "
+                                 "register it with `askug devices add`, then reprocess")  # fmt: skip
+                continue
+            claimed = w.packet.device_id
+            if claimed is not None and claimed != f.device_id:
+                self._quarantine(
+                    w, Reason.UNKNOWN_DEVICE,
+                    f"the transport identified {claimed} but the frame says {f.device_id}",
+                )  # fmt: skip
+                continue
+            if dev.get("profile") != f.profile:
+                self._quarantine(
+                    w, Reason.UNKNOWN_PROFILE,
+                    f"{f.device_id} is registered with profile {dev.get('profile')!r}, "
+                    f"the frame has {f.profile!r}",
+                )  # fmt: skip
+                continue
+            key = (f.device_id, f.counter)
+            other = taken.get(key)
+            if other is not None and other != w.sha:
+                self._quarantine(
+                    w, Reason.REPLAYED,
+                    f"counter {f.counter} of {f.device_id} was already stored with other content",
+                )  # fmt: skip
+                continue
+            high = last.get(f.device_id)
+            if not reprocess and high is not None and f.counter <= high - self.policy.counter_window:
+                self._quarantine(
+                    w, Reason.REPLAYED,
+                    f"counter {f.counter} is older than the replay window "
+                    f"({self.policy.counter_window} below {high})",
+                )  # fmt: skip
+                continue
+            problem = self._frame_checks(w, dev)
+            if problem is not None:
+                self._quarantine(w, *problem)
+                continue
+            at = w.packet.received_at.timestamp()
+            if not self._rate_ok(f.device_id, at, pending):
+                self._quarantine(
+                    w, Reason.OVERSIZED,
+                    f"rate limit: more than {self.policy.max_frames_per_minute} frames a minute "
+                    f"from {f.device_id}",
+                )  # fmt: skip
+                continue
+            w.status = "stored"
+            taken[key] = w.sha
+            last[f.device_id] = f.counter if high is None else max(high, f.counter)
+            pending[f.device_id].append(at)
+        return pending
+
+    @staticmethod
+    def _quarantine(w: _Work, reason: Reason, detail: str) -> None:
+        w.status = "quarantined"
+        w.reason = Reason(reason)
+        w.detail = detail
+
+    # --- the transaction -----------------------------------------------------------------
+    def _land(self, work: list[_Work], *, reprocess: bool) -> list[Outcome]:
+        store = self.store
+        decoded_ids = sorted({w.frame.device_id for w in work if w.frame is not None})
+        pairs = [(w.frame.device_id, w.frame.counter) for w in work if w.frame is not None]
+        with store.transaction():
+            dev_rows = wl.lock_devices(store, decoded_ids)
+            devices = {r["device_id"]: r for r in dev_rows.iter_rows(named=True)}
+            known = {} if reprocess else wl.known_packets(store, [w.sha for w in work])
+            stored_pairs = wl.stored_counters(store, [p for p in pairs if p[0] in devices])
+            pending = self._classify(work, devices, known, stored_pairs, reprocess=reprocess)
+            if not reprocess:
+                fresh = [w for w in work if w.status != "duplicate"]
+                inserted = wl.insert_raw_packets(store, _raw_frame(fresh))
+                for w in fresh:
+                    if w.sha not in inserted:  # another writer landed the same bytes first
+                        w.status, w.reason, w.detail = "duplicate", None, ""
+            rows = self._rows(work, devices, reprocess=reprocess)
+            wl.write_batch(store, rows)
+            if reprocess:
+                now = dt.datetime.now(dt.UTC)
+                done = [w for w in work if w.status == "stored" and w.frame is not None]
+                wl.mark_packets_stored(
+                    store,
+                    pl.DataFrame(
+                        {
+                            "sha256": [w.sha for w in done],
+                            "device_id": [w.frame.device_id for w in done if w.frame],
+                            "profile": [w.frame.profile for w in done if w.frame],
+                            "counter": [w.frame.counter for w in done if w.frame],
+                        },
+                        schema={"sha256": pl.String, "device_id": pl.String, "profile": pl.String, "counter": pl.Int64},
+                    ),
+                )
+                wl.mark_reprocessed(store, [w.sha for w in done], now)
+                moved = pl.DataFrame(
+                    {
+                        "sha256": [w.sha for w in work if w.status == "quarantined"],
+                        "reason": [str(w.reason) for w in work if w.status == "quarantined"],
+                        "detail": [w.detail for w in work if w.status == "quarantined"],
+                    },
+                    schema={"sha256": pl.String, "reason": pl.String, "detail": pl.String},
+                )
+                wl.update_quarantine_reasons(store, moved)
+        # Committed: only now do accepted frames count against the rate limit.
+        with self._rate_lock:
+            for device_id, times in pending.items():
+                kept = self._rate[device_id]
+                for t in times:
+                    bisect.insort(kept, t)
+                horizon = max(kept) - 60.0
+                del kept[: bisect.bisect_right(kept, horizon)]
+        return [_outcome(w) for w in work]
+
+    def _rows(
+        self, work: list[_Work], devices: Mapping[str, Mapping[str, Any]], *, reprocess: bool
+    ) -> wl.LandingRows:
+        """The frames one batch writes."""
+        r_dev: list[str] = []
+        r_chan: list[str] = []
+        r_ts: list[dt.datetime] = []
+        r_val: list[float | None] = []
+        r_q: list[str] = []
+        r_recv: list[dt.datetime] = []
+        h_rows: list[dict[str, Any]] = []
+        d_rows: list[dict[str, Any]] = []
+        e_rows: list[tuple[str, dt.datetime, str, str, str]] = []
+        acks: list[tuple[int, str, dt.datetime]] = []
+        counters: dict[str, dict[str, Any]] = {}
+        for w in work:
+            if w.status != "stored" or w.frame is None:
+                continue
+            f = w.frame
+            q = "suspect" if w.suspect else "valid"
+            recv = w.packet.received_at
+            for channel, ts, value in f.readings:
+                r_dev.append(f.device_id)
+                r_chan.append(channel)
+                r_ts.append(ts)
+                r_val.append(value)
+                r_q.append(q)
+                r_recv.append(recv)
+            meter = devices[f.device_id].get("meter_id")
+            for kind, ts, values in f.archives:
+                row = {c: values.get(c) for c in ARCHIVE_COLUMNS}
+                if kind == "hourly":
+                    if meter is not None:
+                        h_rows.append({"meter_id": meter, "ts": ts, **row, "quality": q, "source": "archive"})
+                else:
+                    d_rows.append(
+                        {"device_id": f.device_id, "ts": ts, **row, "quality": q, "received_at": recv}
+                    )
+            for ts, code, severity, detail in f.events:
+                e_rows.append((f.device_id, ts, code, severity, detail))
+            acks.extend((cid, f.device_id, recv) for cid in f.command_acks)
+            c = counters.get(f.device_id)
+            if c is None:
+                counters[f.device_id] = {
+                    "device_id": f.device_id,
+                    "last_counter": f.counter,
+                    "last_device_time": f.device_time,
+                    "last_received_at": recv,
+                    "frames": 1,
+                }
+            else:
+                c["last_counter"] = max(c["last_counter"], f.counter)
+                c["last_device_time"] = max(c["last_device_time"], f.device_time)
+                c["last_received_at"] = max(c["last_received_at"], recv)
+                c["frames"] += 1
+        ts_type = pl.Datetime("us", "UTC")
+        readings = pl.DataFrame(
+            {
+                "device_id": r_dev,
+                "channel": r_chan,
+                "ts": r_ts,
+                "value": r_val,
+                "quality": r_q,
+                "received_at": r_recv,
+            },
+            schema={
+                "device_id": pl.String,
+                "channel": pl.String,
+                "ts": ts_type,
+                "value": pl.Float64,
+                "quality": pl.String,
+                "received_at": ts_type,
+            },
+        )
+        quarantined = [w for w in work if w.status == "quarantined"]
+        return wl.LandingRows(
+            quarantine=None if reprocess else _quarantine_frame(quarantined),
+            readings=readings,
+            hourly_register=self._hourly_from_registers(readings, devices),
+            hourly_archive=pl.DataFrame(h_rows, schema=_HOURLY_SCHEMA) if h_rows else None,
+            events=pl.DataFrame(e_rows, schema=_EVENT_SCHEMA, orient="row") if e_rows else None,
+            device_daily_archive=pl.DataFrame(d_rows, schema=_DAILY_SCHEMA) if d_rows else None,
+            device_counters=pl.DataFrame(list(counters.values()), schema=_COUNTER_SCHEMA)
+            if counters
+            else None,
+            ingest_counters=self._stats_rows(work, reprocess=reprocess),
+            acks=pl.DataFrame(
+                acks, schema={"command_id": pl.Int64, "device_id": pl.String, "at": ts_type}, orient="row"
+            )
+            if acks
+            else None,
+        )
+
+    def _hourly_from_registers(
+        self, readings: pl.DataFrame, devices: Mapping[str, Mapping[str, Any]]
+    ) -> pl.DataFrame | None:
+        """Hourly consumption of the metering points whose registers this batch extends.
+
+        The batch's register readings are merged with the stored ones around them (the
+        last before, any inside, the first after), so late data closes gaps and hours at
+        the batch's edges get their other end; the stored value wins where both exist.
+        """
+        meters = {d: v for d, v in devices.items() if v.get("meter_id") is not None}
+        reg = readings.filter(
+            pl.col("channel").is_in(HOURLY_CHANNELS)
+            & pl.col("device_id").is_in(list(meters))
+            & pl.col("value").is_not_null()
+        )
+        if reg.filter(pl.col("channel").is_in(REGISTER_CHANNELS)).height == 0:
+            return None
+        spans = (
+            reg.filter(pl.col("channel").is_in(REGISTER_CHANNELS))
+            .group_by("device_id", "channel")
+            .agg(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"))
+            .sort("device_id", "channel")
+        )
+        context = wl.register_context(self.store, spans, lookback=self.policy.register_lookback)
+        previous = context.filter(pl.col("is_prev")).select("device_id", "channel", "ts", "value")
+        stored = context.filter(~pl.col("is_prev")).select("device_id", "channel", "ts", "value", "quality")
+        new = reg.select("device_id", "channel", "ts", "value", "quality").join(
+            stored, on=["device_id", "channel", "ts"], how="anti"
+        )
+        combined = pl.concat([stored, new])
+        dev_frame = pl.DataFrame(
+            {
+                "device_id": list(meters),
+                "meter_id": [v["meter_id"] for v in meters.values()],
+                "counter_modulus_m3": [v.get("counter_modulus_m3") for v in meters.values()],
+            },
+            schema={"device_id": pl.String, "meter_id": pl.String, "counter_modulus_m3": pl.Float64},
+        )
+        hourly = readings_to_hourly(combined, dev_frame, previous=previous)
+        return hourly if hourly.height else None
+
+    def _stats_rows(self, work: list[_Work], *, reprocess: bool) -> pl.DataFrame:
+        """Counter increments of this batch (reprocess: moves between outcomes)."""
+        acc: dict[tuple[dt.date, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+
+        def add(w: _Work, outcome: str, reason: str, n: int, values: int) -> None:
+            day = (w.prior_received or w.packet.received_at).astimezone(dt.UTC).date()
+            cell = acc[(day, w.packet.transport, outcome, reason)]
+            cell[0] += n
+            cell[1] += values
+
+        for w in work:
+            values = _values(w.frame) if w.status == "stored" and w.frame is not None else 0
+            if reprocess:
+                prior = w.prior_reason or ""
+                if w.status == "stored":
+                    add(w, "quarantined", prior, -1, 0)
+                    add(w, "stored", "", 1, values)
+                    add(w, "reprocessed", prior, 1, values)
+                elif w.status == "quarantined" and str(w.reason) != prior:
+                    add(w, "quarantined", prior, -1, 0)
+                    add(w, "quarantined", str(w.reason), 1, 0)
+                continue
+            add(w, "received", "", 1, 0)
+            if w.status == "stored":
+                add(w, "stored", "", 1, values)
+            elif w.status == "duplicate":
+                add(w, "duplicate", "", 1, 0)
+            else:
+                add(w, "quarantined", str(w.reason), 1, 0)
+        keys = list(acc)
+        return pl.DataFrame(
+            {
+                "day": [k[0] for k in keys],
+                "transport": [k[1] for k in keys],
+                "outcome": [k[2] for k in keys],
+                "reason": [k[3] for k in keys],
+                "shard": [self.shard] * len(keys),
+                "packets": [acc[k][0] for k in keys],
+                "readings": [acc[k][1] for k in keys],
+            },
+            schema={
+                "day": pl.Date,
+                "transport": pl.String,
+                "outcome": pl.String,
+                "reason": pl.String,
+                "shard": pl.Int16,
+                "packets": pl.Int64,
+                "readings": pl.Int64,
+            },
+        )
+
+
+# --- helpers ------------------------------------------------------------------------------
+_CHANNELS: Final = frozenset(CHANNELS)
+_TS: Final = pl.Datetime("us", "UTC")
+_HOURLY_SCHEMA: Final[dict[str, Any]] = {
+    "meter_id": pl.String,
+    "ts": _TS,
+    "volume_m3": pl.Float64,
+    "volume_work_m3": pl.Float64,
+    "pressure_kpa": pl.Float64,
+    "temperature_c": pl.Float64,
+    "quality": pl.String,
+    "source": pl.String,
+}
+_DAILY_SCHEMA: Final[dict[str, Any]] = {
+    "device_id": pl.String,
+    "ts": _TS,
+    "volume_m3": pl.Float64,
+    "volume_work_m3": pl.Float64,
+    "pressure_kpa": pl.Float64,
+    "temperature_c": pl.Float64,
+    "quality": pl.String,
+    "received_at": _TS,
+}
+_EVENT_SCHEMA: Final[dict[str, Any]] = {
+    "device_id": pl.String,
+    "ts": _TS,
+    "code": pl.String,
+    "severity": pl.String,
+    "detail": pl.String,
+}
+_COUNTER_SCHEMA: Final[dict[str, Any]] = {
+    "device_id": pl.String,
+    "last_counter": pl.Int64,
+    "last_device_time": _TS,
+    "last_received_at": _TS,
+    "frames": pl.Int64,
+}
+_PACKET_SCHEMA: Final[dict[str, Any]] = {
+    "sha256": pl.String,
+    "raw_hex": pl.String,
+    "size_bytes": pl.Int32,
+    "transport": pl.String,
+    "received_at": _TS,
+    "device_id": pl.String,
+    "profile": pl.String,
+    "counter": pl.Int64,
+    "status": pl.String,
+}
+#: An ident frame's body is the unit's secret: only its 18-byte envelope header is kept.
+_IDENT_KEEP: Final = 18
+
+
+def _range_problem(name: str, value: float, ranges: Mapping[str, tuple[float, float]]) -> str | None:
+    if not math.isfinite(value):
+        return f"{name} = {value} is not a finite number"
+    bounds = ranges.get(name)
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        return f"{name} = {value:g} is outside [{bounds[0]:g}, {bounds[1]:g}]"
+    return None
+
+
+def _values(frame: Frame) -> int:
+    return len(frame.readings) + len(frame.archives)
+
+
+def _kept_hex(w: _Work) -> str:
+    raw = bytes(w.packet.raw)
+    if w.frame is not None and w.frame.kind == "ident":
+        raw = raw[:_IDENT_KEEP]
+    return raw.hex()
+
+
+def _raw_frame(work: Sequence[_Work]) -> pl.DataFrame:
+    rows = [
+        (
+            w.sha,
+            _kept_hex(w),
+            len(w.packet.raw),
+            w.packet.transport,
+            w.packet.received_at,
+            w.frame.device_id if w.frame is not None else w.packet.device_id,
+            w.frame.profile if w.frame is not None else w.packet.profile,
+            w.frame.counter if w.frame is not None else None,
+            w.status,
+        )
+        for w in work
+    ]
+    return pl.DataFrame(rows, schema=_PACKET_SCHEMA, orient="row")
+
+
+def _quarantine_frame(work: Sequence[_Work]) -> pl.DataFrame | None:
+    if not work:
+        return None
+    rows = [
+        (
+            w.sha,
+            bytes(w.packet.raw).hex(),
+            w.packet.transport,
+            w.packet.received_at,
+            # The transport's identity when it had one (reprocess re-checks it), else the frame's.
+            w.packet.device_id or (w.frame.device_id if w.frame is not None else None),
+            w.packet.profile or (w.frame.profile if w.frame is not None else None),
+            w.frame.counter if w.frame is not None else None,
+            str(w.reason),
+            w.detail,
+            None,
+        )
+        for w in work
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "sha256": pl.String,
+            "raw_hex": pl.String,
+            "transport": pl.String,
+            "received_at": _TS,
+            "device_id": pl.String,
+            "profile": pl.String,
+            "counter": pl.Int64,
+            "reason": pl.String,
+            "detail": pl.String,
+            "reprocessed_at": _TS,
+        },
+        orient="row",
+    )
+
+
+def _outcome(w: _Work) -> Outcome:
+    f = w.frame
+    status: Status = w.status or "quarantined"
+    return Outcome(
+        status=status,
+        device_id=f.device_id if f is not None else w.packet.device_id,
+        counter=f.counter if f is not None else None,
+        reason=w.reason if status == "quarantined" else None,
+        readings=_values(f) if status == "stored" and f is not None else 0,
+        detail=w.detail,
+    )

@@ -1,0 +1,428 @@
+"""What the three transports share: the landing worker, server frames, rate limits, logs.
+
+The **landing worker** is the one thread that talks to the database.  Every transport
+hands it packets (``submit``) and gets back a future of their outcomes; the worker
+drains its queue into one ``Landing.submit`` call per round, so many MQTT messages,
+TCP connections and UDP datagrams share one large, sorted COPY batch and one commit.
+While it commits round *k* the next round piles up (natural batching: large batches
+under load, low latency when quiet).  Other database calls the transports need
+(credential checks, pending downlink commands) run on the same thread through
+``call``, because a store connection is not shared between threads.
+
+**Server frames** (server → unit) are built by ``ingest._decode.encode_server`` (the
+binary envelope with profile code 0 and a CRC-32; a unit decodes them with
+``ingest._decode.decode_server``): type 0x80 acknowledges one committed uplink frame
+(body = its counter, u32 BE) and type 0x81 carries a downlink command (body = command id
+u32 BE + command JSON, UTF-8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import queue
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, Final, Literal, Protocol, TypeVar
+
+from ingest._wire import (
+    ACK_FRAME_TYPE,
+    DOWNLINK_FRAME_TYPE,
+    Packet,
+)
+
+__all__ = [
+    "LandingLike",
+    "LandingWorker",
+    "RateLimiter",
+    "TransportStats",
+    "ack_frame",
+    "command_frame",
+    "configure_logging",
+    "log_event",
+    "pending_for",
+    "serial_of",
+]
+
+T = TypeVar("T")
+_U32: Final = struct.Struct(">I")
+
+log = logging.getLogger("askug.ingest.transports")
+
+
+# --- the landing interface the transports need ------------------------------------------
+class OutcomeLike(Protocol):
+    """What a transport reads from ``Landing.submit``'s outcomes."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def device_id(self) -> str | None: ...
+    @property
+    def counter(self) -> int | None: ...
+    @property
+    def readings(self) -> int: ...
+
+
+class LandingLike(Protocol):
+    """The part of :class:`ingest.Landing` the transports call (all from one thread)."""
+
+    def submit(self, packets: Sequence[Packet]) -> Sequence[Any]: ...
+    def pending_commands(self, device_id: str) -> Sequence[Any]: ...
+    def mark_delivered(self, command_id: int, at: dt.datetime) -> None: ...
+
+
+def pending_for(landing: LandingLike, devices: Sequence[str] | set[str] | dict[str, Any]) -> dict[str, list[Any]]:
+    """Pending downlink commands of several units with one store read (when landing has a store).
+
+    Runs on the landing worker.  Falls back to ``pending_commands`` per unit.
+    """
+    wanted = set(devices)
+    store = getattr(landing, "store", None)
+    if store is not None:
+        from ingest._downlink import list_commands
+
+        out: dict[str, list[Any]] = {}
+        for cmd in list_commands(store, pending=True):
+            if cmd.device_id in wanted:
+                out.setdefault(cmd.device_id, []).append(cmd)
+        return out
+    return {d: list(cmds) for d in sorted(wanted) if (cmds := landing.pending_commands(d))}
+
+
+# --- structured logs --------------------------------------------------------------------
+def log_event(logger: logging.Logger, event: str, *, level: int = logging.INFO, **fields: object) -> None:
+    """Log one structured event: ``event`` plus ``key=value`` fields.
+
+    The formatter installed by :func:`configure_logging` prints them as one JSON object
+    or as ``key=value`` pairs per line; any other formatter sees a readable message.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    text = " ".join(f"{k}={_kv(v)}" for k, v in fields.items())
+    logger.log(level, "%s %s", event, text, extra={"askug_event": event, "askug_fields": fields})
+
+
+def _kv(value: object) -> str:
+    s = str(value)
+    return json.dumps(s) if (not s or any(c in s for c in ' "=\n')) else s
+
+
+class _StructuredFormatter(logging.Formatter):
+    def __init__(self, style: Literal["json", "kv"]) -> None:
+        super().__init__()
+        self.kind = style
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+        event = getattr(record, "askug_event", None)
+        fields: Mapping[str, object] = getattr(record, "askug_fields", {}) or {}
+        head: dict[str, object] = {"ts": ts, "level": record.levelname.lower(), "logger": record.name}
+        if event is None:
+            head["event"] = "log"
+            head["msg"] = record.getMessage()
+        else:
+            head["event"] = event
+        body = {**head, **fields}
+        if record.exc_info:
+            body["exc"] = self.formatException(record.exc_info).splitlines()[-1]
+        if self.kind == "json":
+            return json.dumps(body, default=str, ensure_ascii=False)
+        return " ".join(f"{k}={_kv(v)}" for k, v in body.items())
+
+
+def configure_logging(*, style: Literal["json", "kv"] = "kv", level: int = logging.INFO) -> None:
+    """Send ``askug`` logs to stderr as JSON lines or ``key=value`` lines (entry points only)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_StructuredFormatter(style))
+    root = logging.getLogger("askug")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+# --- counters ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class TransportStats:
+    """Counters of one service process (the durable counts are ``Landing.stats()``)."""
+
+    packets: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    readings: int = 0
+    acked: int = 0
+    rate_limited: int = 0
+    rejected: int = 0
+    commands_sent: int = 0
+    submit_failures: int = 0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_outcomes(self, outcomes: Sequence[Any]) -> None:
+        with self.lock:
+            self.packets += len(outcomes)
+            for o in outcomes:
+                if o.status == "stored":
+                    self.stored += 1
+                    self.readings += int(o.readings)
+                elif o.status == "duplicate":
+                    self.duplicates += 1
+                else:
+                    self.quarantined += 1
+
+    def bump(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "lock"}
+
+
+# --- the landing worker --------------------------------------------------------------------
+@dataclasses.dataclass
+class _SubmitJob:
+    packets: Sequence[Packet]
+    future: Future[list[Any]]
+
+
+@dataclasses.dataclass
+class _CallJob:
+    fn: Callable[[], Any]
+    future: Future[Any]
+
+
+class WorkerStopped(RuntimeError):
+    """The landing worker was stopped before it could run a job."""
+
+
+class LandingWorker:
+    """One thread that owns the landing (and its database connection) and batches submits.
+
+    Parameters
+    ----------
+    landing
+        The :class:`ingest.Landing` (or anything with its ``submit``).
+    max_batch
+        Most packets per ``submit`` call (a round takes whole jobs until it reaches this).
+    linger_s
+        After the first job of a round, wait this long for more before committing; a
+        few milliseconds turn a trickle of single packets into batches.
+    retries
+        ``submit`` attempts per round before the round's futures fail (the database is
+        unreachable); the transports then do not acknowledge and the units resend.
+    """
+
+    def __init__(
+        self,
+        landing: LandingLike,
+        *,
+        max_batch: int = 20_000,
+        linger_s: float = 0.005,
+        retries: int = 4,
+        stats: TransportStats | None = None,
+    ) -> None:
+        self.landing = landing
+        self.max_batch = max_batch
+        self.linger_s = linger_s
+        self.retries = retries
+        self.stats = stats or TransportStats()
+        self._queue: queue.SimpleQueue[_SubmitJob | _CallJob | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._carry: _SubmitJob | _CallJob | None = None
+        self.rounds = 0
+
+    # -- public ---------------------------------------------------------------------------
+    def start(self) -> LandingWorker:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="askug-landing", daemon=True)
+            self._thread.start()
+        return self
+
+    def submit(self, packets: Sequence[Packet]) -> Future[list[Any]]:
+        """Queue ``packets`` for landing; the future gives one outcome per packet, in order."""
+        fut: Future[list[Any]] = Future()
+        if not packets:
+            fut.set_result([])
+            return fut
+        if self._stopping.is_set() and self._thread is None:
+            fut.set_exception(WorkerStopped("the landing worker is stopped"))
+            return fut
+        self._queue.put(_SubmitJob(list(packets), fut))
+        return fut
+
+    def call(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the worker thread (between submit rounds)."""
+        fut: Future[T] = Future()
+        self._queue.put(_CallJob(fn, fut))
+        return fut
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Run every queued job (flush), then end the thread."""
+        self._stopping.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        # Whatever is still queued (only when the join timed out) fails: not committed.
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None and not job.future.done():
+                job.future.set_exception(WorkerStopped("the landing worker stopped before this job"))
+
+    # -- thread ---------------------------------------------------------------------------
+    def _next(self, timeout: float | None) -> _SubmitJob | _CallJob | None:
+        if self._carry is not None:
+            job, self._carry = self._carry, None
+            return job
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _run(self) -> None:
+        while True:
+            job = self._next(0.2)
+            if job is None:
+                # a stop marker or a quiet moment: end once stopping and nothing is left
+                if self._stopping.is_set() and self._carry is None and self._queue.empty():
+                    return
+                continue
+            if isinstance(job, _CallJob):
+                self._run_call(job)
+                continue
+            jobs = [job]
+            size = len(job.packets)
+            deadline = time.monotonic() + self.linger_s
+            while size < self.max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    nxt = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    continue  # the stop marker: keep gathering what is queued
+                if isinstance(nxt, _CallJob):
+                    self._carry = nxt
+                    break
+                jobs.append(nxt)
+                size += len(nxt.packets)
+            self._run_round(jobs)
+
+    def _run_call(self, job: _CallJob) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            job.future.set_result(job.fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            job.future.set_exception(exc)
+
+    def _run_round(self, jobs: list[_SubmitJob]) -> None:
+        packets = [p for j in jobs for p in j.packets]
+        delay = 0.25
+        outcomes: list[Any] | None = None
+        error: BaseException | None = None
+        started = time.perf_counter()
+        for attempt in range(1, self.retries + 1):
+            try:
+                outcomes = list(self.landing.submit(packets))
+                break
+            except Exception as exc:  # noqa: BLE001 - the database is down: retry, then fail the round
+                error = exc
+                self.stats.bump("submit_failures")
+                log_event(
+                    log,
+                    "submit_failed",
+                    level=logging.WARNING,
+                    attempt=attempt,
+                    packets=len(packets),
+                    error=" ".join(str(exc).split())[:300],
+                )
+                if attempt < self.retries:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 4.0)
+        if outcomes is None or len(outcomes) != len(packets):
+            if outcomes is not None:
+                error = RuntimeError(f"landing returned {len(outcomes)} outcomes for {len(packets)} packets")
+            for j in jobs:
+                j.future.set_exception(error or RuntimeError("submit failed"))
+            return
+        self.rounds += 1
+        self.stats.add_outcomes(outcomes)
+        log_event(
+            log,
+            "committed",
+            level=logging.DEBUG,
+            packets=len(packets),
+            jobs=len(jobs),
+            seconds=round(time.perf_counter() - started, 4),
+        )
+        i = 0
+        for j in jobs:
+            n = len(j.packets)
+            j.future.set_result(outcomes[i : i + n])
+            i += n
+
+
+# --- rate limit ------------------------------------------------------------------------------
+class RateLimiter:
+    """Token bucket per device: at most ``per_minute`` frames a minute, bursts up to that many.
+
+    Not thread-safe: each service uses it from its own event loop / thread.
+    """
+
+    def __init__(self, per_minute: float, *, max_devices: int = 200_000) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(per_minute)
+        self.max_devices = max_devices
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str, n: int = 1, *, now: float | None = None) -> bool:
+        """Take ``n`` tokens for ``key``; False (and nothing taken) when there are not enough."""
+        if self.rate <= 0:
+            return True
+        t = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(key, (self.burst, t))
+        tokens = min(self.burst, tokens + (t - last) * self.rate)
+        if tokens < n:
+            self._buckets[key] = (tokens, t)
+            return False
+        if len(self._buckets) >= self.max_devices and key not in self._buckets:
+            # forget full buckets (idle devices) so memory stays bounded
+            self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self.burst}
+        self._buckets[key] = (tokens - n, t)
+        return True
+
+
+# --- server frames ---------------------------------------------------------------------------
+def serial_of(raw: bytes) -> int | None:
+    """The device serial (u32 at offset 3) of a binary frame, or None when there is none."""
+    if len(raw) >= 7 and raw[0] == 1:
+        return int(_U32.unpack_from(raw, 3)[0])
+    return None
+
+
+def ack_frame(serial: int, acked_counter: int, *, now: dt.datetime | None = None) -> bytes:
+    """Server frame 0x80 acknowledging uplink frame ``acked_counter`` of unit ``serial``."""
+    from ingest._decode import encode_server
+
+    c = acked_counter & 0xFFFFFFFF
+    return encode_server(ACK_FRAME_TYPE, serial & 0xFFFFFFFF, c, _U32.pack(c), now)
+
+
+def command_frame(serial: int, command_id: int, command: Mapping[str, Any], *, now: dt.datetime | None = None) -> bytes:
+    """Server frame 0x81 carrying downlink command ``command_id`` (body: id u32 + JSON)."""
+    from ingest._decode import encode_server
+
+    cid = command_id & 0xFFFFFFFF
+    body = _U32.pack(cid) + json.dumps(dict(command), separators=(",", ":"), default=str).encode()
+    return encode_server(DOWNLINK_FRAME_TYPE, serial & 0xFFFFFFFF, cid, body, now)

@@ -1,0 +1,216 @@
+"""Run the collection services (MQTT, TCP, UDP, or all of them) as one process.
+
+:class:`IngestService` wires one :class:`~ingest._transports._common.LandingWorker`
+(the only thread that talks to the database) to the transports asked for, then serves
+until it is told to stop.  ``SIGTERM`` and ``SIGINT`` stop it gracefully: every transport
+stops taking new input, what was received is committed and acknowledged, the MQTT
+session is left in place at the broker (so nothing queued there is lost), and the
+process exits 0.  A ``SIGKILL`` loses nothing acknowledged either: a unit is only
+acknowledged after the commit, and whatever was not acknowledged is resent (TCP, UDP)
+or redelivered by the broker (MQTT); the resends are counted as duplicates.
+
+Logs are structured (one JSON object or ``key=value`` line per event, see
+:func:`~ingest._transports._common.configure_logging`); every ``stats_every_s`` seconds
+a ``stats`` event gives the process counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ingest._transports._common import LandingLike, LandingWorker, TransportStats, log_event
+from ingest._transports.mqtt import MqttConfig, MqttService
+from ingest._transports.tcp import Authenticator, TcpConfig, TcpService, authenticator
+from ingest._transports.udp import UdpConfig, UdpService
+
+__all__ = ["IngestService", "ServiceConfig", "landing_authenticator", "open_service"]
+
+log = logging.getLogger("askug.ingest.service")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """Which transports to run (``None`` = off) and how the landing worker batches."""
+
+    mqtt: MqttConfig | None = None
+    tcp: TcpConfig | None = None
+    udp: UdpConfig | None = None
+    max_batch: int = 20_000
+    linger_s: float = 0.005
+    stats_every_s: float = 30.0
+
+
+class IngestService:
+    """The transports asked for by ``config`` around one landing worker.
+
+    Parameters
+    ----------
+    landing
+        :class:`ingest.Landing` (or anything with its ``submit``, ``pending_commands``
+        and ``mark_delivered``).
+    authenticate
+        The TCP ident check (see :func:`ingest._transports.tcp.authenticator`); only
+        needed with TCP.
+    config
+        What to run.
+
+    Examples
+    --------
+    In a script (blocks until SIGTERM/SIGINT)::
+
+        IngestService(landing, auth, ServiceConfig(tcp=TcpConfig(port=5020))).run()
+
+    In a test (a background thread, stopped gracefully)::
+
+        svc = IngestService(landing, auth, config).start_thread()
+        ...  # svc.tcp.port, svc.udp.port
+        svc.stop()
+    """
+
+    def __init__(
+        self,
+        landing: LandingLike,
+        authenticate: Authenticator | None = None,
+        config: ServiceConfig = ServiceConfig(),
+    ) -> None:
+        if config.mqtt is None and config.tcp is None and config.udp is None:
+            raise ValueError("ServiceConfig runs no transport; set mqtt, tcp and/or udp")
+        if config.tcp is not None and authenticate is None:
+            raise ValueError("the TCP transport needs an authenticate callable for ident frames")
+        self.config = config
+        self.stats = TransportStats()
+        self.worker = LandingWorker(landing, max_batch=config.max_batch, linger_s=config.linger_s, stats=self.stats)
+        self.mqtt = MqttService(self.worker, config.mqtt) if config.mqtt is not None else None
+        self.tcp = TcpService(self.worker, authenticate, config.tcp) if config.tcp is not None and authenticate else None
+        self.udp = UdpService(self.worker, config.udp) if config.udp is not None else None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, *, install_signals: bool = True, on_ready: Callable[[IngestService], None] | None = None) -> TransportStats:
+        """Serve until SIGTERM/SIGINT (or :meth:`stop`); returns the process counters."""
+        return asyncio.run(self._main(install_signals, on_ready))
+
+    def start_thread(self, *, timeout: float = 15.0) -> IngestService:
+        """Serve from a background thread (tests, embedding); returns once listening."""
+
+        def target() -> None:
+            try:
+                self.run(install_signals=False)
+            except BaseException as exc:  # noqa: BLE001 - reported by start_thread/stop
+                self._error = exc
+                self._ready.set()
+
+        self._thread = threading.Thread(target=target, name="askug-ingest", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None:
+            raise RuntimeError(f"ingest service did not start: {self._error!r}")
+        return self
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Ask the service to stop gracefully and wait for it (thread mode)."""
+        loop, ev = self._loop, self._stop
+        if loop is not None and ev is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(ev.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    async def _main(self, install_signals: bool, on_ready: Callable[[IngestService], None] | None) -> TransportStats:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stop = asyncio.Event()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+        self.worker.start()
+        try:
+            if self.tcp is not None:
+                await self.tcp.start()
+            if self.udp is not None:
+                await self.udp.start()
+            if self.mqtt is not None:
+                self.mqtt.start()
+            log_event(
+                log,
+                "service_ready",
+                mqtt=self.config.mqtt.url.split("@")[-1] if self.config.mqtt else "off",
+                tcp=self.tcp.port if self.tcp else "off",
+                udp=self.udp.port if self.udp else "off",
+            )
+            self._ready.set()
+            if on_ready is not None:
+                on_ready(self)
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.config.stats_every_s)
+                if not self._stop.is_set():
+                    log_event(log, "stats", **self.stats.snapshot())
+        finally:
+            await self._shutdown()
+        return self.stats
+
+    def _on_signal(self, sig: int) -> None:
+        log_event(log, "signal", name=signal.Signals(sig).name)
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _shutdown(self) -> None:
+        log_event(log, "service_stopping")
+        # 1. stop taking input and let each transport commit + ack what it holds
+        if self.tcp is not None:
+            await self.tcp.stop()
+        if self.udp is not None:
+            await self.udp.stop()
+        if self.mqtt is not None:
+            await asyncio.to_thread(self.mqtt.stop)
+        # 2. flush the worker (anything still queued is committed)
+        await asyncio.to_thread(self.worker.stop)
+        log_event(log, "service_stopped", **self.stats.snapshot())
+
+
+def landing_authenticator(landing: Any, registry: Any) -> Authenticator:
+    """The TCP ident check of a real :class:`ingest.Landing` and profile registry."""
+    store = landing.store
+
+    def registered(device_id: str) -> bool:
+        rows = store.read("device_credentials", where={"device_id": [device_id]}, columns=["device_id"])
+        return bool(rows.height)
+
+    return authenticator(registry.decode, landing.verify, registered)
+
+
+def open_service(
+    store: Any,
+    config: ServiceConfig,
+    *,
+    profile_dirs: Sequence[str | Path] = (),
+    policy: Any = None,
+) -> IngestService:
+    """An :class:`IngestService` over ``store`` with the shipped + extra profile folders.
+
+    The registry re-reads the folders while the service runs, so a profile file dropped
+    into one of them is decoded without a restart.
+    """
+    from ingest._device_profiles import ProfileRegistry
+    from ingest._landing import EdgePolicy, Landing
+
+    pol = policy if policy is not None else EdgePolicy()
+    registry = ProfileRegistry(list(profile_dirs), max_frame_bytes=pol.max_frame_bytes)
+    landing = Landing(store, registry, pol)
+    auth = landing_authenticator(landing, registry) if config.tcp is not None else None
+    return IngestService(landing, auth, config)
+

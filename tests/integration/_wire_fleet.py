@@ -1,0 +1,79 @@
+"""Helpers of the transport and fault tests: a small registered fleet and the ground-truth checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ingest import SimulationConfig, simulate
+from ingest._device_profiles import ProfileRegistry
+from ingest._send import Fleet, SendReport, load_fleet_reference, register_fleet
+from ingest._stats import read_stats
+
+
+def small_fleet(
+    store: Any, folder: Path, *, meters: int = 20, days: int = 3, units: int | None = None, seed: int = 3, json_share: float = 0.0
+) -> Fleet:
+    """Simulate 7 days, load the reference tables into ``store``, register the units; send the last ``days``."""
+    simulate(SimulationConfig(seed=seed, meters=meters, days=7, faults=False), folder)
+    load_fleet_reference(store, folder)
+    fleet = Fleet.from_simulation(
+        folder, max_units=units, json_share=json_share, registry=ProfileRegistry(), seed=seed, last_days=days
+    )
+    register_fleet(store, fleet)
+    return fleet
+
+
+@dataclass
+class Verdict:
+    """What the database holds compared with what the fleet sent."""
+
+    acked_readings: int
+    stored_readings: int
+    bad_packets: int
+    quarantined: int
+
+
+def check_ground_truth(store: Any, report: SendReport, *, require_all_acked: bool = True) -> Verdict:
+    """Assert: no acknowledged reading lost, none stored twice, every bad packet quarantined
+    once with its expected reason, nothing else quarantined, and the stats equation exact."""
+    ids = sorted({d for d, _ in report.good})
+    sent = report.readings_frame()
+    acked = sent.filter(pl.col("acked"))
+    if require_all_acked:
+        assert report.unacked == [], f"{len(report.unacked)} good frames never acknowledged, e.g. {report.unacked[:3]}"
+    stored = store.read("readings", where={"device_id": ids}).select("device_id", "channel", "ts", "value")
+    # none stored twice (the natural key is unique) …
+    assert stored.height == stored.unique(["device_id", "channel", "ts"]).height
+    # … and no acknowledged reading lost, with its value
+    joined = acked.join(stored, on=["device_id", "channel", "ts"], how="left", suffix="_db")
+    lost = joined.filter(pl.col("value_db").is_null())
+    assert lost.height == 0, f"{lost.height} acknowledged readings are not stored:\n{lost.head(5)}"
+    wrong = joined.filter((pl.col("value_db") - pl.col("value")).abs() > 1e-6 * (1 + pl.col("value").abs()))
+    assert wrong.height == 0, f"{wrong.height} readings stored with another value:\n{wrong.head(5)}"
+    # nothing stored that no good frame carried (a replay or a skewed copy never lands)
+    expected_keys = sent.select("device_id", "channel", "ts").unique()
+    extra = stored.join(expected_keys, on=["device_id", "channel", "ts"], how="anti")
+    assert extra.height == 0, f"{extra.height} stored readings were never sent in a good frame:\n{extra.head(5)}"
+    # each stored frame (unit, counter) once
+    raw = store.read("raw_packets", where={"status": ["stored"]}).filter(pl.col("counter").is_not_null())
+    assert raw.height == raw.unique(["device_id", "counter"]).height
+    # every bad packet quarantined exactly once (the sha256 is the key) with the expected reason
+    bad = report.bad_packets()
+    q = store.read("quarantine")
+    got = dict(zip(q["sha256"].to_list(), q["reason"].to_list(), strict=True))
+    assert q.height == len(got)
+    missing = {s: r for s, r in bad.items() if s not in got}
+    assert not missing, f"{len(missing)} bad packets not quarantined: {sorted(set(missing.values()))}"
+    wrong_reason = {s: (r, got[s]) for s, r in bad.items() if got[s] != r}
+    assert not wrong_reason, f"quarantined with another reason (expected, got): {sorted(set(wrong_reason.values()))}"
+    unexpected = q.filter(~pl.col("sha256").is_in(list(bad)))
+    assert unexpected.height == 0, f"good packets quarantined:\n{unexpected.select('reason', 'detail', 'device_id')}"
+    # the stats equation, exactly
+    stats = read_stats(store)
+    assert stats.received == stats.stored + stats.duplicates + stats.quarantined, stats
+    assert stats.quarantined == len(bad)
+    return Verdict(acked.height, stored.height, len(bad), q.height)

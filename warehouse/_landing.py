@@ -1,0 +1,669 @@
+"""Warehouse side of telemetry landing: the SQL that :class:`ingest.Landing` runs.
+
+Only the warehouse talks SQL, so landing's reads (device registry rows under a lock,
+known packet hashes, stored frame counters, the register readings around a batch) and
+its one-transaction write of a whole batch live here, for both stores:
+
+PostgreSQL
+    Every table of the batch is ``COPY``-ed (CSV built by Polars from columns) into a
+    per-connection temporary staging table (``ON COMMIT DELETE ROWS``, created once per
+    connection), then moved with ``INSERT … SELECT … ORDER BY key ON CONFLICT …``.
+    Device registry rows are locked ``FOR UPDATE`` in key order, so two services landing
+    frames of the same unit serialise instead of double-counting.
+DuckDB
+    The frames are registered as Arrow views and inserted with anti-joins on the natural
+    key (the big tables carry no key index, see ``sql/duckdb/001_core.sql``); one writer.
+
+Every function here must be called inside ``store.transaction()``; nothing commits on
+its own.  Callers pass frames in the contracts of :mod:`warehouse._schemas`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import polars as pl
+
+from warehouse._schemas import spec, validate_frame
+from warehouse._store import Store
+
+# --- SQL (PostgreSQL) ---------------------------------------------------------------------
+PG_LOCK_DEVICES: Final = """
+SELECT c.device_id, c.profile, c.serial, coalesce(d.kind, c.kind) AS kind, c.device_group,
+       d.meter_id, d.counter_modulus_m3, s.last_counter
+FROM device_credentials c
+LEFT JOIN devices d ON d.device_id = c.device_id
+LEFT JOIN device_counters s ON s.device_id = c.device_id
+WHERE c.device_id = ANY(%s::text[])
+ORDER BY c.device_id
+FOR UPDATE OF c"""
+PG_KNOWN_PACKETS: Final = (
+    "SELECT sha256, status FROM raw_packets WHERE sha256 = ANY(%s::text[])"
+)
+PG_STORED_COUNTERS: Final = """
+SELECT r.device_id, r.counter, r.sha256
+FROM raw_packets r
+JOIN unnest(%s::text[], %s::bigint[]) AS b(device_id, counter)
+  ON r.device_id = b.device_id AND r.counter = b.counter
+WHERE r.status = 'stored'"""
+PG_REGISTER_CONTEXT: Final = """
+WITH b AS (
+    SELECT * FROM unnest(%(dev)s::text[], %(chan)s::text[], %(lo)s::timestamptz[],
+                         %(hi)s::timestamptz[]) AS b(device_id, channel, lo, hi)
+)
+SELECT b.device_id, b.channel, p.ts, p.value, p.quality, true AS is_prev
+FROM b CROSS JOIN LATERAL (
+    SELECT r.ts, r.value, r.quality FROM readings r
+    WHERE r.device_id = b.device_id AND r.channel = b.channel
+      AND r.ts < b.lo AND r.ts >= b.lo - %(lookback)s::interval
+    ORDER BY r.ts DESC LIMIT %(history)s) p
+UNION ALL
+SELECT b.device_id, b.channel, r.ts, r.value, r.quality, false
+FROM b JOIN readings r
+  ON r.device_id = b.device_id AND r.channel = b.channel AND r.ts >= b.lo AND r.ts <= b.hi
+UNION ALL
+SELECT b.device_id, b.channel, n.ts, n.value, n.quality, false
+FROM b CROSS JOIN LATERAL (
+    SELECT r.ts, r.value, r.quality FROM readings r
+    WHERE r.device_id = b.device_id AND r.channel = b.channel
+      AND r.ts > b.hi AND r.ts <= b.hi + %(lookback)s::interval
+    ORDER BY r.ts LIMIT 1) n"""
+PG_ENSURE_PARTITIONS: Final = "SELECT askug_ensure_partitions(%s, %s::timestamptz[])"
+PG_CREATE_STAGE: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+PG_COPY_STAGE: Final = "COPY {stage} ({cols}) FROM STDIN (FORMAT csv)"
+PG_INSERT_RAW: Final = (
+    "INSERT INTO raw_packets ({cols}) SELECT {cols} FROM {stage} ORDER BY sha256 "
+    "ON CONFLICT DO NOTHING RETURNING sha256"
+)
+PG_INSERT_NOTHING: Final = (
+    "INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ORDER BY {key} "
+    "ON CONFLICT DO NOTHING"
+)
+# An hour derived from registers is recomputed when late readings arrive: it replaces a
+# stored register-derived hour only if that one was missing or suspect (a gap healing).
+PG_UPSERT_HOURLY_REGISTER: Final = """
+INSERT INTO hourly_archive ({cols}) SELECT {cols} FROM {stage} ORDER BY meter_id, ts
+ON CONFLICT (meter_id, ts) DO UPDATE SET
+    volume_m3 = EXCLUDED.volume_m3, volume_work_m3 = EXCLUDED.volume_work_m3,
+    pressure_kpa = EXCLUDED.pressure_kpa, temperature_c = EXCLUDED.temperature_c,
+    quality = EXCLUDED.quality, source = EXCLUDED.source
+WHERE hourly_archive.source = 'register'
+  AND hourly_archive.quality IN ('missing', 'suspect')
+  AND (hourly_archive.volume_m3 IS DISTINCT FROM EXCLUDED.volume_m3
+       OR hourly_archive.quality IS DISTINCT FROM EXCLUDED.quality)"""
+# A corrector's own hourly archive is the billing record: it replaces a register-derived hour.
+PG_UPSERT_HOURLY_ARCHIVE: Final = """
+INSERT INTO hourly_archive ({cols}) SELECT {cols} FROM {stage} ORDER BY meter_id, ts
+ON CONFLICT (meter_id, ts) DO UPDATE SET
+    volume_m3 = EXCLUDED.volume_m3, volume_work_m3 = EXCLUDED.volume_work_m3,
+    pressure_kpa = EXCLUDED.pressure_kpa, temperature_c = EXCLUDED.temperature_c,
+    quality = EXCLUDED.quality, source = EXCLUDED.source
+WHERE hourly_archive.source = 'register'"""
+SQL_UPSERT_COUNTERS: Final = """
+INSERT INTO device_counters ({cols}) SELECT {cols} FROM {stage}
+ON CONFLICT (device_id) DO UPDATE SET
+    last_counter = greatest(device_counters.last_counter, EXCLUDED.last_counter),
+    last_device_time = greatest(device_counters.last_device_time, EXCLUDED.last_device_time),
+    last_received_at = greatest(device_counters.last_received_at, EXCLUDED.last_received_at),
+    frames = device_counters.frames + EXCLUDED.frames"""
+SQL_UPSERT_STATS: Final = """
+INSERT INTO ingest_counters ({cols}) SELECT {cols} FROM {stage}
+ON CONFLICT (day, transport, outcome, reason, shard) DO UPDATE SET
+    packets = ingest_counters.packets + EXCLUDED.packets,
+    readings = ingest_counters.readings + EXCLUDED.readings"""
+PG_ACK_COMMANDS: Final = """
+UPDATE downlink_commands c SET status = 'acknowledged', acknowledged_at = a.at
+FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS a(command_id, device_id, at)
+WHERE c.command_id = a.command_id AND c.device_id = a.device_id
+  AND c.status IN ('queued', 'delivered')"""
+PG_MARK_REPROCESSED: Final = (
+    "UPDATE quarantine SET reprocessed_at = %s WHERE sha256 = ANY(%s::text[])"
+)
+PG_RAW_STORED: Final = """
+UPDATE raw_packets r SET status = 'stored', device_id = u.device_id, profile = u.profile,
+    counter = u.counter
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS u(sha256, device_id, profile, counter)
+WHERE r.sha256 = u.sha256"""
+PG_QUARANTINE_REASON: Final = """
+UPDATE quarantine q SET reason = u.reason, detail = u.detail
+FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(sha256, reason, detail)
+WHERE q.sha256 = u.sha256"""
+
+# --- SQL (DuckDB) -------------------------------------------------------------------------
+DUCKDB_LOCK_DEVICES: Final = """
+SELECT c.device_id, c.profile, c.serial, coalesce(d.kind, c.kind) AS kind, c.device_group,
+       d.meter_id, d.counter_modulus_m3, s.last_counter
+FROM device_credentials c
+LEFT JOIN devices d ON d.device_id = c.device_id
+LEFT JOIN device_counters s ON s.device_id = c.device_id
+WHERE c.device_id IN (SELECT unnest(?::VARCHAR[]))
+ORDER BY c.device_id"""
+DUCKDB_KNOWN_PACKETS: Final = (
+    "SELECT sha256, status FROM raw_packets WHERE sha256 IN (SELECT unnest(?::VARCHAR[]))"
+)
+DUCKDB_STORED_COUNTERS: Final = """
+SELECT r.device_id, r.counter, r.sha256 FROM raw_packets r
+WHERE r.status = 'stored' AND r.device_id IN (SELECT unnest(?::VARCHAR[]))
+  AND r.counter IN (SELECT unnest(?::BIGINT[]))"""
+DUCKDB_REGISTER_WINDOW: Final = """
+SELECT r.device_id, r.channel, r.ts, r.value, r.quality
+FROM readings r
+WHERE r.device_id IN (SELECT unnest(?::VARCHAR[])) AND r.channel IN (SELECT unnest(?::VARCHAR[]))
+  AND r.ts >= ? AND r.ts <= ?"""
+DUCKDB_ANTI_INSERT: Final = (
+    'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM {stage} s '
+    'WHERE NOT EXISTS (SELECT 1 FROM "{table}" t WHERE {match})'
+)
+DUCKDB_DELETE_REPLACEABLE: Final = """
+DELETE FROM hourly_archive h USING {stage} s
+WHERE h.meter_id = s.meter_id AND h.ts = s.ts AND h.ts BETWEEN ? AND ?
+  AND h.source = 'register' {extra}"""
+DUCKDB_ACK_COMMANDS: Final = """
+UPDATE downlink_commands SET status = 'acknowledged', acknowledged_at = a.at
+FROM {stage} a
+WHERE downlink_commands.command_id = a.command_id AND downlink_commands.device_id = a.device_id
+  AND downlink_commands.status IN ('queued', 'delivered')"""
+DUCKDB_MARK_REPROCESSED: Final = (
+    "UPDATE quarantine SET reprocessed_at = ? WHERE sha256 IN (SELECT unnest(?::VARCHAR[]))"
+)
+DUCKDB_RAW_STORED: Final = """
+UPDATE raw_packets SET status = 'stored', device_id = u.device_id, profile = u.profile,
+    counter = u.counter
+FROM {stage} u WHERE raw_packets.sha256 = u.sha256"""
+DUCKDB_QUARANTINE_REASON: Final = """
+UPDATE quarantine SET reason = u.reason, detail = u.detail FROM {stage} u
+WHERE quarantine.sha256 = u.sha256"""
+
+#: Schema of the device rows :func:`lock_devices` returns.
+DEVICE_STATE_SCHEMA: Final = pl.Schema(
+    {
+        "device_id": pl.String,
+        "profile": pl.String,
+        "serial": pl.Int64,
+        "kind": pl.String,
+        "device_group": pl.String,
+        "meter_id": pl.String,
+        "counter_modulus_m3": pl.Float64,
+        "last_counter": pl.Int64,
+    }
+)
+REGISTER_CONTEXT_SCHEMA: Final = pl.Schema(
+    {  # type: ignore[arg-type]  # polars' stubs reject a dict mixing dtype classes and instances
+        "device_id": pl.String,
+        "channel": pl.String,
+        "ts": pl.Datetime("us", "UTC"),
+        "value": pl.Float64,
+        "quality": pl.String,
+        "is_prev": pl.Boolean,
+    }
+)
+
+
+@dataclass
+class LandingRows:
+    """Everything one batch writes, as frames in the tables' contracts (may be empty).
+
+    ``hourly_register`` rows come from registers (source ``register``), ``hourly_archive``
+    rows from a corrector's own archive (source ``archive``); ``acks`` has columns
+    ``command_id``, ``device_id``, ``at``.
+    """
+
+    quarantine: pl.DataFrame | None = None
+    readings: pl.DataFrame | None = None
+    hourly_register: pl.DataFrame | None = None
+    hourly_archive: pl.DataFrame | None = None
+    events: pl.DataFrame | None = None
+    device_daily_archive: pl.DataFrame | None = None
+    device_counters: pl.DataFrame | None = None
+    ingest_counters: pl.DataFrame | None = None
+    acks: pl.DataFrame | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- reads under the batch's transaction ---------------------------------------------------
+def lock_devices(store: Store, device_ids: Sequence[str]) -> pl.DataFrame:
+    """Registry rows (+ reference data and counter state) of ``device_ids``, locked.
+
+    Unregistered ids are absent.  On PostgreSQL the credential rows stay locked
+    ``FOR UPDATE`` until the transaction ends, so concurrent batches of one unit
+    serialise; DuckDB has a single writer.
+    """
+    ids = sorted(set(device_ids))
+    if not ids:
+        return pl.DataFrame(schema=DEVICE_STATE_SCHEMA)
+    if store.backend == "postgres":
+        rows = _pg_rows(store, PG_LOCK_DEVICES, [ids])
+    else:
+        rows = _duck(store).execute(DUCKDB_LOCK_DEVICES, [ids]).fetchall()
+    return pl.DataFrame(rows, schema=DEVICE_STATE_SCHEMA, orient="row")
+
+
+def known_packets(store: Store, shas: Sequence[str]) -> dict[str, str]:
+    """``{sha256: status}`` of the given packet hashes already in ``raw_packets``."""
+    keys = sorted(set(shas))
+    if not keys:
+        return {}
+    if store.backend == "postgres":
+        rows = _pg_rows(store, PG_KNOWN_PACKETS, [keys])
+    else:
+        rows = _duck(store).execute(DUCKDB_KNOWN_PACKETS, [keys]).fetchall()
+    return {str(s): str(st) for s, st in rows}
+
+
+def stored_counters(
+    store: Store, pairs: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """``{(device_id, counter): sha256}`` of stored frames among ``pairs``."""
+    uniq = sorted(set(pairs))
+    if not uniq:
+        return {}
+    devs = [d for d, _ in uniq]
+    counters = [c for _, c in uniq]
+    if store.backend == "postgres":
+        rows = _pg_rows(store, PG_STORED_COUNTERS, [devs, counters])
+    else:
+        rows = _duck(store).execute(
+            DUCKDB_STORED_COUNTERS, [sorted(set(devs)), sorted(set(counters))]
+        ).fetchall()
+    wanted = set(uniq)
+    return {(str(d), int(c)): str(s) for d, c, s in rows if (d, c) in wanted}
+
+
+def register_context(
+    store: Store, spans: pl.DataFrame, *, lookback: dt.timedelta, history: int = 24
+) -> pl.DataFrame:
+    """Stored register readings around each span of a batch.
+
+    Parameters
+    ----------
+    spans
+        ``device_id``, ``channel``, ``lo``, ``hi`` (UTC): the first and last reading
+        instant of that series in the batch.
+    lookback
+        How far before ``lo`` (after ``hi``) to look for the neighbouring stored reading.
+    history
+        How many stored readings before ``lo`` to return: they give the plausibility
+        check of a small batch the unit's recent rates.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``device_id, channel, ts, value, quality, is_prev``: the last ``history`` stored
+        readings before ``lo`` (the oldest of them flagged ``is_prev``), every stored
+        reading in ``[lo, hi]`` and the first one after ``hi``.
+    """
+    if spans.height == 0:
+        return pl.DataFrame(schema=REGISTER_CONTEXT_SCHEMA)
+    if store.backend == "postgres":
+        rows = _pg_rows(
+            store,
+            PG_REGISTER_CONTEXT,
+            {
+                "dev": spans["device_id"].to_list(),
+                "chan": spans["channel"].to_list(),
+                "lo": spans["lo"].to_list(),
+                "hi": spans["hi"].to_list(),
+                "lookback": lookback,
+                "history": history,
+            },
+        )
+        return _oldest_is_prev(pl.DataFrame(rows, schema=REGISTER_CONTEXT_SCHEMA, orient="row"))
+    lo = spans["lo"].min()
+    hi = spans["hi"].max()
+    assert isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)
+    got = pl.from_arrow(
+        _duck(store)
+        .sql(
+            DUCKDB_REGISTER_WINDOW,
+            params=[
+                spans["device_id"].unique().to_list(),
+                spans["channel"].unique().to_list(),
+                lo - lookback,
+                hi + lookback,
+            ],
+        )
+        .to_arrow_table()
+    )
+    assert isinstance(got, pl.DataFrame)
+    window = got.cast({"ts": pl.Datetime("us", "UTC")}).join(
+        spans, on=["device_id", "channel"], how="inner"
+    )
+    prev = (
+        window.filter(pl.col("ts") < pl.col("lo"))
+        .sort("ts")
+        .group_by("device_id", "channel", maintain_order=True)
+        .tail(history)
+        .with_columns(pl.lit(True).alias("is_prev"))
+    )
+    inside = window.filter(pl.col("ts").is_between(pl.col("lo"), pl.col("hi"))).with_columns(
+        pl.lit(False).alias("is_prev")
+    )
+    after = (
+        window.filter(pl.col("ts") > pl.col("hi"))
+        .sort("ts")
+        .group_by("device_id", "channel")
+        .first()
+        .with_columns(pl.lit(False).alias("is_prev"))
+    )
+    cols = list(REGISTER_CONTEXT_SCHEMA)
+    return _oldest_is_prev(pl.concat([prev.select(cols), inside.select(cols), after.select(cols)]))
+
+
+def _oldest_is_prev(frame: pl.DataFrame) -> pl.DataFrame:
+    """Of the readings before a span, only the oldest stays ``is_prev`` (it opens the
+    first recomputed hour); the others are context the hours are recomputed from."""
+    oldest = pl.col("ts") == pl.col("ts").filter(pl.col("is_prev")).min().over("device_id", "channel")
+    return frame.with_columns((pl.col("is_prev") & oldest).alias("is_prev"))
+
+
+# --- writes ----------------------------------------------------------------------------------
+def insert_raw_packets(store: Store, frame: pl.DataFrame) -> set[str]:
+    """Insert ``raw_packets`` rows whose hash is new; return the hashes inserted.
+
+    A hash another writer committed first is not returned: the caller counts that
+    packet as a duplicate.
+    """
+    t = spec("raw_packets")
+    data = validate_frame(frame, t).unique("sha256", keep="first", maintain_order=True)
+    if data.height == 0:
+        return set()
+    if store.backend == "postgres":
+        with store.connection() as conn:  # type: ignore[attr-defined]
+            stage = _pg_stage(conn, "raw_packets", data)
+            cols = _cols(list(t.schema))
+            rows = conn.execute(PG_INSERT_RAW.format(cols=cols, stage=stage)).fetchall()
+        return {str(r[0]) for r in rows}
+    con = _duck(store)
+    known = known_packets(store, data["sha256"].to_list())
+    new = data.filter(~pl.col("sha256").is_in(list(known)))
+    _duck_insert(con, "raw_packets", new, ("sha256",))
+    return set(new["sha256"].to_list())
+
+
+def write_batch(store: Store, rows: LandingRows) -> None:
+    """Write the rest of a batch (everything but ``raw_packets``) inside the transaction."""
+    if store.backend == "postgres":
+        _pg_write(store, rows)
+    else:
+        _duck_write(store, rows)
+
+
+def mark_packets_stored(store: Store, frame: pl.DataFrame) -> None:
+    """Reprocess stored these packets: ``raw_packets`` rows become ``stored`` with the
+    decoded ``device_id``, ``profile`` and ``counter`` (columns of ``frame``, + ``sha256``)."""
+    if frame.height == 0:
+        return
+    if store.backend == "postgres":
+        with store.connection() as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                PG_RAW_STORED,
+                [frame[c].to_list() for c in ("sha256", "device_id", "profile", "counter")],
+            )
+    else:
+        con = _duck(store)
+        with _duck_view(con, frame) as stage:
+            con.execute(DUCKDB_RAW_STORED.format(stage=stage))
+
+
+def mark_reprocessed(store: Store, shas: Sequence[str], at: dt.datetime) -> None:
+    """Set ``quarantine.reprocessed_at`` of packets a reprocess stored."""
+    if not shas:
+        return
+    if store.backend == "postgres":
+        with store.connection() as conn:  # type: ignore[attr-defined]
+            conn.execute(PG_MARK_REPROCESSED, [at, list(shas)])
+    else:
+        _duck(store).execute(DUCKDB_MARK_REPROCESSED, [at, list(shas)])
+
+
+def update_quarantine_reasons(store: Store, frame: pl.DataFrame) -> None:
+    """Change ``reason``/``detail`` of quarantined packets (``sha256, reason, detail``)."""
+    if frame.height == 0:
+        return
+    if store.backend == "postgres":
+        with store.connection() as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                PG_QUARANTINE_REASON,
+                [frame["sha256"].to_list(), frame["reason"].to_list(), frame["detail"].to_list()],
+            )
+    else:
+        con = _duck(store)
+        with _duck_view(con, frame) as stage:
+            con.execute(DUCKDB_QUARANTINE_REASON.format(stage=stage))
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _pg_rows(store: Store, query: str, params: Any) -> list[tuple[Any, ...]]:
+    with store.connection() as conn:  # type: ignore[attr-defined]
+        return list(conn.execute(query, params).fetchall())
+
+
+def _cols(cols: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in cols)
+
+
+def _pg_stage(conn: Any, table: str, frame: pl.DataFrame) -> str:
+    """COPY ``frame`` (already in ``table``'s contract) into the staging table of ``table``."""
+    from warehouse._postgres import _to_csv
+
+    stage = f"askug_land_{table}"
+    # Not cached per connection: a staging table created in a batch that rolled back is
+    # gone again, and IF NOT EXISTS is one catalog lookup.
+    conn.execute(PG_CREATE_STAGE.format(stage=stage, table=table))
+    payload = _to_csv(frame)
+    with (
+        conn.cursor() as cur,
+        cur.copy(PG_COPY_STAGE.format(stage=stage, cols=_cols(frame.columns))) as copy,
+    ):
+        view = memoryview(payload)
+        for i in range(0, len(view), 1 << 20):
+            copy.write(view[i : i + (1 << 20)])
+    return stage
+
+
+def _pg_ensure_partitions(store: Store, conn: Any, table: str, frame: pl.DataFrame) -> None:
+    """Plain variant: create the monthly partitions a batch needs (idempotent, in the
+    batch's transaction, so a rolled-back batch leaves no half-made partition behind)."""
+    if getattr(store, "variant", None) != "plain":
+        return
+    months = frame.get_column("ts").dt.truncate("1mo").unique().to_list()
+    conn.execute(PG_ENSURE_PARTITIONS, [table, months])
+
+
+def _prepared(name: str, frame: pl.DataFrame | None) -> pl.DataFrame | None:
+    if frame is None or frame.height == 0:
+        return None
+    t = spec(name)
+    data = validate_frame(frame, t).unique(subset=list(t.key), keep="first", maintain_order=True)
+    return data.sort(list(t.key))
+
+
+def _pg_write(store: Store, rows: LandingRows) -> None:
+    with store.connection() as conn:  # type: ignore[attr-defined]
+        simple = (
+            ("quarantine", rows.quarantine),
+            ("readings", rows.readings),
+            ("events", rows.events),
+            ("device_daily_archive", rows.device_daily_archive),
+        )
+        for name, frame in simple:
+            data = _prepared(name, frame)
+            if data is None:
+                continue
+            if name in ("readings", "events"):
+                _pg_ensure_partitions(store, conn, name, data)
+            t = spec(name)
+            stage = _pg_stage(conn, name, data)
+            conn.execute(
+                PG_INSERT_NOTHING.format(
+                    table=name, cols=_cols(list(t.schema)), stage=stage, key=_cols(t.key)
+                )
+            )
+        hourly_cols = _cols(list(spec("hourly_archive").schema))
+        for frame, query in (
+            (rows.hourly_register, PG_UPSERT_HOURLY_REGISTER),
+            (rows.hourly_archive, PG_UPSERT_HOURLY_ARCHIVE),
+        ):
+            data = _prepared("hourly_archive", frame)
+            if data is None:
+                continue
+            _pg_ensure_partitions(store, conn, "hourly_archive", data)
+            stage = _pg_stage(conn, "hourly_archive", data)
+            conn.execute(query.format(cols=hourly_cols, stage=stage))
+            conn.execute(f"TRUNCATE {stage}")  # the second upsert reuses the staging table
+        for name, frame, query in (
+            ("device_counters", rows.device_counters, SQL_UPSERT_COUNTERS),
+            ("ingest_counters", rows.ingest_counters, SQL_UPSERT_STATS),
+        ):
+            data = _prepared(name, frame)
+            if data is None:
+                continue
+            stage = _pg_stage(conn, name, data)
+            conn.execute(query.format(cols=_cols(list(spec(name).schema)), stage=stage))
+        if rows.acks is not None and rows.acks.height:
+            conn.execute(
+                PG_ACK_COMMANDS,
+                [
+                    rows.acks["command_id"].to_list(),
+                    rows.acks["device_id"].to_list(),
+                    rows.acks["at"].to_list(),
+                ],
+            )
+
+
+# --- DuckDB ----------------------------------------------------------------------------------
+_duck_names = itertools.count()
+
+
+def _duck(store: Store) -> Any:
+    return store.connection  # type: ignore[attr-defined]
+
+
+class _duck_view:
+    """Register a frame as a uniquely named Arrow view for the duration of a block."""
+
+    def __init__(self, con: Any, frame: pl.DataFrame) -> None:
+        self.con = con
+        self.frame = frame
+        self.name = f"askug_land_{next(_duck_names)}"
+
+    def __enter__(self) -> str:
+        self.con.register(self.name, self.frame.to_arrow())
+        return self.name
+
+    def __exit__(self, *exc: object) -> None:
+        self.con.unregister(self.name)
+
+
+def _duck_insert(con: Any, table: str, frame: pl.DataFrame | None, key: Sequence[str]) -> None:
+    if frame is None or frame.height == 0:
+        return
+    cols = _cols(list(spec(table).schema))
+    match = " AND ".join(f't."{k}" = s."{k}"' for k in key)
+    params: list[Any] = []
+    if "ts" in key:
+        match += " AND t.ts BETWEEN ? AND ?"
+        params = [frame["ts"].min(), frame["ts"].max()]
+    with _duck_view(con, frame) as stage:
+        con.execute(
+            DUCKDB_ANTI_INSERT.format(table=table, cols=cols, stage=stage, match=match), params
+        )
+
+
+def _duck_write(store: Store, rows: LandingRows) -> None:
+    con = _duck(store)
+    for name, frame in (
+        ("quarantine", rows.quarantine),
+        ("readings", rows.readings),
+        ("events", rows.events),
+        ("device_daily_archive", rows.device_daily_archive),
+    ):
+        _duck_insert(con, name, _prepared(name, frame), spec(name).key)
+    for frame, extra in (
+        (rows.hourly_register, "AND h.quality IN ('missing', 'suspect')"),
+        (rows.hourly_archive, ""),
+    ):
+        data = _prepared("hourly_archive", frame)
+        if data is None:
+            continue
+        with _duck_view(con, data) as stage:
+            con.execute(
+                DUCKDB_DELETE_REPLACEABLE.format(stage=stage, extra=extra),
+                [data["ts"].min(), data["ts"].max()],
+            )
+        _duck_insert(con, "hourly_archive", data, ("meter_id", "ts"))
+    for name, frame, query in (
+        ("device_counters", rows.device_counters, SQL_UPSERT_COUNTERS),
+        ("ingest_counters", rows.ingest_counters, SQL_UPSERT_STATS),
+    ):
+        data = _prepared(name, frame)
+        if data is None:
+            continue
+        with _duck_view(con, data) as stage:
+            con.execute(query.format(cols=_cols(list(spec(name).schema)), stage=stage))
+    if rows.acks is not None and rows.acks.height:
+        with _duck_view(con, rows.acks) as stage:
+            con.execute(DUCKDB_ACK_COMMANDS.format(stage=stage))
+
+
+# --- downlink commands -----------------------------------------------------------------------
+PG_QUEUE_COMMAND: Final = """
+INSERT INTO downlink_commands (device_id, kind, payload, status, created_at, attempts)
+VALUES (%s, %s, %s, 'queued', %s, 0) RETURNING command_id"""
+DUCKDB_QUEUE_COMMAND: Final = """
+INSERT INTO downlink_commands (device_id, kind, payload, status, created_at, attempts)
+VALUES (?, ?, ?, 'queued', ?, 0) RETURNING command_id"""
+PG_MARK_DELIVERED: Final = """
+UPDATE downlink_commands SET status = 'delivered', delivered_at = %s, attempts = attempts + 1
+WHERE command_id = %s AND status IN ('queued', 'delivered') RETURNING command_id"""
+DUCKDB_MARK_DELIVERED: Final = """
+UPDATE downlink_commands SET status = 'delivered', delivered_at = ?, attempts = attempts + 1
+WHERE command_id = ? AND status IN ('queued', 'delivered') RETURNING command_id"""
+PG_CANCEL_COMMAND: Final = """
+UPDATE downlink_commands SET status = 'cancelled'
+WHERE command_id = %s AND status IN ('queued', 'delivered') RETURNING command_id"""
+DUCKDB_CANCEL_COMMAND: Final = """
+UPDATE downlink_commands SET status = 'cancelled'
+WHERE command_id = ? AND status IN ('queued', 'delivered') RETURNING command_id"""
+
+
+def queue_command(
+    store: Store, *, device_id: str, kind: str, payload: str, created_at: dt.datetime
+) -> int:
+    """Insert a queued downlink command and return its id (from the table's sequence)."""
+    with store.transaction():
+        if store.backend == "postgres":
+            rows = _pg_rows(store, PG_QUEUE_COMMAND, [device_id, kind, payload, created_at])
+        else:
+            rows = _duck(store).execute(
+                DUCKDB_QUEUE_COMMAND, [device_id, kind, payload, created_at]
+            ).fetchall()
+    return int(rows[0][0])
+
+
+def mark_command_delivered(store: Store, command_id: int, at: dt.datetime) -> bool:
+    """Record a delivery (a redelivery counts another attempt); False if not pending."""
+    with store.transaction():
+        if store.backend == "postgres":
+            rows = _pg_rows(store, PG_MARK_DELIVERED, [at, command_id])
+        else:
+            rows = _duck(store).execute(DUCKDB_MARK_DELIVERED, [at, command_id]).fetchall()
+    return bool(rows)
+
+
+def cancel_command(store: Store, command_id: int) -> bool:
+    """Cancel a command that was not acknowledged yet; False if it was not pending."""
+    with store.transaction():
+        if store.backend == "postgres":
+            rows = _pg_rows(store, PG_CANCEL_COMMAND, [command_id])
+        else:
+            rows = _duck(store).execute(DUCKDB_CANCEL_COMMAND, [command_id]).fetchall()
+    return bool(rows)
