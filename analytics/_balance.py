@@ -1,14 +1,16 @@
 """Gas balance over the network hierarchy: metered inflow of each node against its consumers.
 
 **How inflow is metered.** A metering point in askug is a consumer; the gas that
-enters a network node (a GDP, or a station feeding GDPs) is measured by the supplier's
-or the distributor's *inlet* metering unit and usually arrives as a file or an act
-from the transmission company.  askug therefore takes node inflow as its own
-long-format frame, :data:`INFLOW_SCHEMA` (``node_id``, ``ts`` UTC hour start,
-``volume_m3`` at standard conditions, ``quality``), read with
-:func:`read_inflow_file` from CSV or Parquet.  The simulator writes one with
-``SimulationConfig(write_inflow=True)`` (``inflow.parquet``: the true gas of the
-node's consumers plus losses, through a ±0.2 % inlet meter).
+enters a network node (a GDP, or a station feeding GDPs) is measured by the node's
+*inlet* metering unit, whose telemetry unit reports an hourly archive like any other.
+It is stored in the warehouse table ``node_inflow`` (``node_id``, ``ts`` UTC hour
+start, ``volume_m3`` at standard conditions, ``quality``, ``source``), and
+:func:`balance_from_store` reads it from there.  ``ingest.load_simulation`` fills it
+from a simulation's ``inflow.parquet`` (``askug simulate`` writes one by default: the
+true gas of the node's consumers plus losses, through a ±0.2 % inlet meter).  An
+inflow that arrives outside the store (an act from the transmission company) can be
+passed instead as the frame :data:`INFLOW_SCHEMA`, read from CSV or Parquet with
+:func:`read_inflow_file`.
 
 **What is balanced.** For every node and period, the inflow is compared with the sum
 of *all* metering points in the node's subtree (its own consumers and those of every
@@ -331,22 +333,24 @@ def gas_balance(
 
 def balance_from_store(
     store: Store,
-    inflow: pl.DataFrame,
+    inflow: pl.DataFrame | None = None,
     *,
     freq: PeriodFreq = "day",
     start: Bound | None = None,
     end: Bound | None = None,
     node_ids: Sequence[str] | None = None,
 ) -> pl.DataFrame:
-    """:func:`gas_balance` on the store's network, metering points and hourly archive.
+    """:func:`gas_balance` on the store's network, metering points, hourly archive and inflow.
 
     Parameters
     ----------
     store
         The warehouse (``network_nodes``, ``branches``, ``companies``,
-        ``metering_points``, ``hourly_archive``).
+        ``metering_points``, ``hourly_archive``, ``node_inflow``).
     inflow
-        Metered node inflow (:data:`INFLOW_SCHEMA`, e.g. from :func:`read_inflow_file`).
+        Metered node inflow (:data:`INFLOW_SCHEMA`, e.g. from :func:`read_inflow_file`)
+        to use *instead of* the store's ``node_inflow`` table.  Default (None): the
+        stored inflow.
     freq, start, end
         As in :func:`gas_balance`; each node uses its company's gas day.
     node_ids
@@ -355,8 +359,13 @@ def balance_from_store(
     Raises
     ------
     AnalyticsError
-        An unknown node in ``node_ids``, a store without network nodes, or the checks of
-        :func:`gas_balance`.
+        An unknown node in ``node_ids``, a store without network nodes, no ``inflow``
+        given and none stored, or the checks of :func:`gas_balance`.
+
+    Examples
+    --------
+    >>> daily = balance_from_store(store, freq="day")  # doctest: +SKIP
+    >>> acts = balance_from_store(store, read_inflow_file("acts.csv"), freq="month")  # doctest: +SKIP
     """
     check_freq(freq)
     check_range(start, end)
@@ -378,10 +387,15 @@ def balance_from_store(
                 f"{nodes.get_column('node_id').head(3).to_list()}"
             )
     meters = store.read("metering_points", columns=["meter_id", "node_id"])
+    if inflow is None:
+        # Without a range the whole table is read: its span decides the gas days below.
+        lo, hi = _read_bounds(start, end)
+        inflow = _stored_inflow(store, lo, hi)
+    inflow = validate_inflow(inflow)
     if start is None and end is None and freq != "hour":
         # Whole gas days only: the data's first and last UTC days cut the gas days of
         # zones away from UTC, and a 7-hour "day" would read as a bad balance.
-        covered = data_range(validate_inflow(inflow))
+        covered = data_range(inflow)
         if covered is not None:
             start = covered[0].date() + dt.timedelta(days=1)
             end = (covered[1] - dt.timedelta(hours=1)).date()
@@ -389,13 +403,28 @@ def balance_from_store(
                 start, end = None, None
     lo, hi = _read_bounds(start, end)
     consumption = load_consumption(store, start=lo, end=hi)
-    inflow = validate_inflow(inflow)
     if lo is not None and hi is not None:
         inflow = inflow.filter(pl.col("ts").is_between(lo, hi, closed="left"))
     out = gas_balance(consumption, inflow, nodes=nodes, meters=meters, freq=freq, start=start, end=end)
     if node_ids is not None:
         out = out.filter(pl.col("node_id").is_in(list(node_ids)))
     return out
+
+
+def _stored_inflow(store: Store, lo: dt.datetime | None, hi: dt.datetime | None) -> pl.DataFrame:
+    """The store's ``node_inflow`` rows in ``[lo, hi)`` as :data:`INFLOW_SCHEMA`.
+
+    Raises :class:`AnalyticsError` when the table holds no row at all (a range without
+    inflow is not an error: its balance rows show the inflow as missing).
+    """
+    frame = store.read("node_inflow", start=lo, end=hi, columns=list(INFLOW_SCHEMA))
+    if frame.height == 0 and store.count("node_inflow") == 0:
+        raise AnalyticsError(
+            "the store has no node inflow (table node_inflow is empty); load a simulation that has "
+            "inflow.parquet (askug simulate writes it unless --no-inflow) or pass the inflow as a file "
+            "(askug balance --inflow FILE)"
+        )
+    return frame
 
 
 def _read_bounds(start: Bound | None, end: Bound | None) -> tuple[dt.datetime | None, dt.datetime | None]:

@@ -9,12 +9,15 @@ the history, exactly as ``ingest.simulate`` computes the true volume (without wr
 register files, faults or devices, which forecasting does not need).  The horizon is the
 next UTC day (2022-01-01), predicted from the observed Bedford temperature.
 
-Fast path: the meters are cut into chunks; each chunk is simulated, fitted and predicted
-inside a worker of a ``spawn`` :class:`~concurrent.futures.ProcessPoolExecutor` (one per
-core), so no worker ever holds more than one chunk's history and the parent never holds
-any.  Models: heating-degree regression (always), plus the SLP sigmoid and the global
-gradient-boosting model when ``forecasting`` exports them (the global model is global
-*within a chunk*: one model per chunk of meters).
+Fast path: the heating-degree regression and the global gradient-boosting model for every
+meter.  The global model's trees are fitted once, on ``--gbm-sample`` meters spread over
+the fleet (``GlobalGradientBoosting.extend`` then gives every other meter its level,
+heating line, lags and calibrated interval without refitting).  The meters are cut into
+chunks; each chunk is simulated, fitted and predicted inside a worker of a ``spawn``
+:class:`~concurrent.futures.ProcessPoolExecutor` (one per core), so no worker ever holds
+more than one chunk's history and the parent never holds any.  The SLP sigmoid is the
+fallback for meters with too little history (none here); it is timed on
+``--sample-chunks`` chunks and projected, outside the fast path.
 
 Prophet: fitted with temperature as a regressor on ``--prophet-sample`` meters (one
 core, the same year of history), and projected to all meters on the workers' cores.
@@ -81,8 +84,10 @@ def _fleet(meters: int, seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def _init(fleet: dict[str, np.ndarray]) -> None:
-    """Per worker: the profiles of every (company, sub-type) over history + horizon."""
+def _init(fleet: dict[str, np.ndarray], gbm: Any = None) -> None:
+    """Per worker: the profiles of every (company, sub-type) over history + horizon, and
+    the global model fitted once on a sample of the fleet (extended to each chunk)."""
+    _STATE["gbm"] = gbm
     from ingest import _shipped
     from ingest._profiles import build_profiles
 
@@ -183,7 +188,12 @@ def _chunk(args: tuple[int, int, list[str]]) -> dict[str, Any]:
         t1 = time.perf_counter()
         p1 = time.process_time()
         try:
-            model = cls().fit(consumption, temperature, cutoff=cutoff)
+            if name == "GlobalGradientBoosting" and _STATE.get("gbm") is not None:
+                # The fleet's one global model: trees fitted once on a sample, each
+                # chunk's meters get their level, heating line, lags and interval.
+                model = _STATE["gbm"].extend(consumption, temperature)
+            else:
+                model = cls().fit(consumption, temperature, cutoff=cutoff)
             pred = model.predict(horizon.filter(pl.col("meter_id").is_in(list(model.meters_))))
             out["models"][name] = {
                 "s": time.perf_counter() - t1,
@@ -202,6 +212,32 @@ def _chunk(args: tuple[int, int, list[str]]) -> dict[str, Any]:
     out["wall_s"] = time.perf_counter() - t0
     out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+def _fit_global(fleet: dict[str, np.ndarray], args: argparse.Namespace) -> tuple[Any, float, float]:
+    """Fit the global model's trees on ``--gbm-sample`` meters spread over the fleet."""
+    import forecasting
+
+    _init(fleet)
+    n = min(args.gbm_sample, args.meters)
+    t0 = time.perf_counter()
+    # Ten contiguous slices spread over the fleet (every company and sub-type).
+    parts = []
+    per = max(1, n // 10)
+    for start in np.linspace(0, args.meters - per, min(10, n)).astype(int):
+        c, t, _ = _simulate(int(start), int(start) + per)
+        parts.append((c, t))
+    consumption = pl.concat([c for c, _ in parts]).unique(["meter_id", "ts"]).sort("meter_id", "ts")
+    temperature = pl.concat([t for _, t in parts]).unique(["meter_id", "ts"]).sort("meter_id", "ts")
+    del parts
+    model = forecasting.GlobalGradientBoosting(max_train_rows=args.gbm_rows).fit(
+        consumption, temperature, cutoff=dt.datetime(2022, 1, 1, tzinfo=UTC)
+    )
+    return (
+        model,
+        time.perf_counter() - t0,
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
 
 
 def _prophet_sample(args: tuple[int, int]) -> dict[str, Any]:
@@ -258,11 +294,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--prophet-sample", type=int, default=20)
     parser.add_argument(
-        "--models", default="HeatingDegreeRegression,StandardLoadProfile,GlobalGradientBoosting"
+        "--models",
+        default="HeatingDegreeRegression,GlobalGradientBoosting",
+        help="the fast path: models run for every meter",
     )
+    parser.add_argument(
+        "--also",
+        default="StandardLoadProfile",
+        help="models timed on a sample of chunks only (reported per meter and projected)",
+    )
+    parser.add_argument(
+        "--sample-chunks", type=int, default=4, help="chunks the --also models are timed on"
+    )
+    parser.add_argument(
+        "--gbm-sample",
+        type=int,
+        default=500,
+        help="meters the global model's trees are fitted on (spread over the fleet)",
+    )
+    parser.add_argument("--gbm-rows", type=int, default=500_000, help="training rows sampled")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     names = [n for n in args.models.split(",") if n]
+    also = [n for n in args.also.split(",") if n and n not in names]
 
     print(
         f"# forecast_scale: {args.meters:,} meters × {HISTORY_DAYS * 24:,} h history, day-ahead {HORIZON_H} h, "
@@ -287,8 +341,18 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results: list[dict[str, Any]] = []
     t_run = time.perf_counter()
+    gbm = None
+    gbm_fit_s = 0.0
+    if "GlobalGradientBoosting" in available:
+        gbm, gbm_fit_s, gbm_rss = _fit_global(fleet, args)
+        print(
+            f"  global model: trees fitted on {min(args.gbm_sample, args.meters):,} meters "
+            f"({gbm.train_rows_:,} sampled rows) in {gbm_fit_s:.0f} s (one core, in the parent "
+            f"before the pool; peak RSS {gbm_rss:.0f} MB)",
+            flush=True,
+        )
     with ProcessPoolExecutor(
-        max_workers=args.workers, mp_context=ctx, initializer=_init, initargs=(fleet,)
+        max_workers=args.workers, mp_context=ctx, initializer=_init, initargs=(fleet, gbm)
     ) as pool:
         for k, res in enumerate(pool.map(_chunk, bounds), 1):
             results.append(res)
@@ -298,6 +362,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
     wall = time.perf_counter() - t_run
     worker_rss = max(r["maxrss_mb"] for r in results)
+    also_results: list[dict[str, Any]] = []
+    also_avail = list(_models(also))
+    if also_avail and args.sample_chunks > 0:
+        picks = np.linspace(0, len(bounds) - 1, min(args.sample_chunks, len(bounds))).astype(int)
+        with ProcessPoolExecutor(
+            max_workers=args.workers, mp_context=ctx, initializer=_init, initargs=(fleet, None)
+        ) as pool:
+            also_results = list(
+                pool.map(_chunk, [(bounds[i][0], bounds[i][1], also_avail) for i in picks])
+            )
 
     rows = sum(r["rows"] for r in results)
     sim_cpu = sum(r["sim_s"] for r in results)
@@ -328,8 +402,26 @@ def main(argv: list[str] | None = None) -> int:
             f"= {proj_idle / 60:.1f} min | {pr:,} | {sk} | {len(errs)}{': ' + errs[0] if errs else ''} |"
         )
     print(
-        f"\nfast path wall time (simulate + all models, {args.workers} workers): {wall:.1f} s "
-        f"= {wall / 60:.1f} min; {rows / wall:,.0f} history rows/s"
+        f"| (global model: fit trees once on {min(args.gbm_sample, args.meters):,} meters) | "
+        f"{gbm_fit_s:.0f} | {gbm_fit_s:.0f} | | {gbm_fit_s:.0f} s (once, not per meter) | | | |"
+    )
+    also_meters = sum(r["rows"] for r in also_results) // (HISTORY_DAYS * 24) if also_results else 0
+    for name in also_avail:
+        mcpu = sum(r["models"][name].get("cpu_s", 0.0) for r in also_results)
+        proj_idle = mcpu / max(also_meters, 1) * PROJECT_TO / args.workers
+        errs = [
+            r["models"][name]["error"] for r in also_results if "error" in r["models"].get(name, {})
+        ]
+        print(
+            f"| {name} (not in the fast path; timed on {also_meters:,} meters) | | {mcpu:.0f} | "
+            f"{1000 * mcpu / max(also_meters, 1):.1f} | {proj_idle:.0f} s = {proj_idle / 60:.1f} min | "
+            f"{sum(r['models'][name].get('pred_rows', 0) for r in also_results):,} | "
+            f"{sum(r['models'][name].get('skipped', 0) for r in also_results)} | {len(errs)} |"
+        )
+    print(
+        f"\nfast path wall time ({' + '.join(available)}: global fit, then simulate + every model "
+        f"for every meter on {args.workers} workers): {wall:.1f} s = {wall / 60:.1f} min; "
+        f"{rows / wall:,.0f} history rows/s"
     )
     fast_only = {
         n: wall * sum(r["models"][n]["s"] for r in results if n in r["models"]) / total_cpu
@@ -353,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         n = min(args.prophet_sample, args.meters)
         t1 = time.perf_counter()
         with ProcessPoolExecutor(
-            max_workers=1, mp_context=ctx, initializer=_init, initargs=(fleet,)
+            max_workers=1, mp_context=ctx, initializer=_init, initargs=(fleet, None)
         ) as pool:
             # Spread the sample over the fleet (every category), one meter per task.
             picks = np.linspace(0, args.meters - 1, n).astype(int)

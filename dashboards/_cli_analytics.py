@@ -80,7 +80,7 @@ def cmd_balance(args: argparse.Namespace, settings: Any) -> None:
 
     start = _g_date(args.start, "--start") if args.start else None
     end = _g_date(args.end, "--end") if args.end else None
-    inflow = read_inflow_file(args.inflow)
+    inflow = read_inflow_file(args.inflow) if args.inflow else None  # None: the store's node_inflow
     with _open(settings, read_only=settings.dsn is None) as store, step("balance"):
         frame = balance_from_store(store, inflow, freq=args.freq, start=start, end=end, node_ids=args.node)
     if frame.height == 0:
@@ -166,11 +166,12 @@ def _register_g(sub: Any) -> None:
     p = sub.add_parser(
         "balance",
         help="gas balance: metered inflow of each network node against the consumers under it",
-        description="Inflow of each GDP/station (from --inflow) against the sum of the metering points in "
-        "its subtree, per hour, gas day or gas month, in m³ and %, with the share of estimated and missing "
-        "consumer data next to it.",
+        description="Metered inflow of each GDP/station (the store's node_inflow table, or --inflow) against "
+        "the sum of the metering points in its subtree, per hour, gas day or gas month, in m³ and %, with the "
+        "share of estimated and missing consumer data next to it.",
     )
-    p.add_argument("--inflow", required=True, help="node inflow file (Parquet or CSV: node_id,ts,volume_m3[,quality])")
+    p.add_argument("--inflow", default=None, metavar="FILE", help="use this node inflow file instead of the stored "
+                   "node_inflow (Parquet or CSV: node_id,ts,volume_m3[,quality])")
     p.add_argument("--freq", choices=["hour", "day", "month"], default="day", help="period (default: gas day)")
     p.add_argument("--start", default=None, help="first gas day, e.g. 2022-01-01 (default: all data)")
     p.add_argument("--end", default=None, help="gas day after the last one (exclusive)")

@@ -104,6 +104,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
         days=args.days,
         seed=args.seed,
         faults=not args.no_faults,
+        # The nodes' metered inflow (node_inflow) by default, so `askug balance` works
+        # on a loaded simulation; the demo calls this without the flag, so it has it too.
+        write_inflow=not getattr(args, "no_inflow", False),
     )
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
@@ -331,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sim_options(p, meters=300, days=90, start="2022-01-01")
     p.add_argument("--out", default="askug-simulation", help="output folder (default ./askug-simulation)")
     p.add_argument("--no-faults", action="store_true", help="do not inject faults")
+    p.add_argument("--no-inflow", action="store_true", help="do not write inflow.parquet (the GDPs' and stations' metered inflow)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
     # T: drive the simulated units over a real transport
     p.add_argument("--send", choices=["mqtt", "tcp", "udp"], default=None, help="then send the units' archives over this transport (to a running `askug ingest`)")

@@ -165,10 +165,12 @@ class Forecaster(abc.ABC):
             delattr(self, name)
         freq = _check_freq(getattr(self, "freq", "hour"))
         self._validate_params()
-        consumption = _check_frame(consumption, CONSUMPTION, "consumption", freq=freq)
-        temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature", freq=freq)
-        _check_step(consumption, "consumption", freq)
-        _check_step(temperature, "temperature", freq)
+        consumption = _check_frame(
+            consumption, CONSUMPTION, "consumption", freq=freq, check_step=True
+        )
+        temperature = _check_frame(
+            temperature, METER_TEMPERATURE, "temperature", freq=freq, check_step=True
+        )
         if consumption.height == 0:
             raise InvalidInputError(
                 f"consumption: expected {_ADJ[freq]} history for at least one meter, got an "
@@ -181,10 +183,7 @@ class Forecaster(abc.ABC):
         cutoff = check_instant(cutoff, "cutoff", freq)
         self.cutoff_ = cutoff
         self.skipped_ = {}
-        self._fit(
-            consumption.filter(pl.col("ts") < cutoff),
-            temperature.filter(pl.col("ts") < cutoff),
-        )
+        self._fit(_before(consumption, cutoff), _before(temperature, cutoff))
         return self
 
     def predict(
@@ -316,8 +315,20 @@ def _check_freq(freq: object) -> Freq:
 
 
 def _check_frame(
-    frame: pl.DataFrame, contract: TableSpec, what: str, *, freq: Freq = "hour"
+    frame: pl.DataFrame,
+    contract: TableSpec,
+    what: str,
+    *,
+    freq: Freq = "hour",
+    check_step: bool = False,
 ) -> pl.DataFrame:
+    """Validate ``frame`` against ``contract`` and return it sorted by ``(meter_id, ts)``.
+
+    Checks the columns and dtypes, that every ``ts`` is on the grid of ``freq``, and
+    that ``(meter_id, ts)`` is unique; with ``check_step`` also :func:`_check_step`
+    (done here from the same pass over the rows, which :meth:`Forecaster.fit` uses).
+    Sorted input (the usual case) is returned as it is, without a sort.
+    """
     if not isinstance(frame, pl.DataFrame):
         raise InvalidInputError(
             f"{what}: expected a polars.DataFrame with columns {list(contract.schema)}, "
@@ -333,8 +344,14 @@ def _check_frame(
         out = validate_frame(frame, contract)
     except ContractError as exc:
         raise InvalidInputError(f"{what}: expected columns {dict(contract.schema)}; {exc}") from exc
-    off_grid = out.filter(pl.col("ts") != pl.col("ts").dt.truncate(_EVERY[freq]))
-    if off_grid.height:
+    step_us = STEP_SECONDS[freq] * 1_000_000
+    micros = _micros(out.get_column("ts"))
+    scan = _scan_sorted(out, micros, step_us)
+    # On the grid of freq: UTC hours / UTC midnights are multiples of the step since
+    # the epoch (an integer test on the physical values instead of dt.truncate).
+    on_grid = scan[0] if scan is not None else not bool((micros % step_us != 0).any())
+    if not on_grid:
+        off_grid = out.filter(pl.col("ts") != pl.col("ts").dt.truncate(_EVERY[freq]))
         sample = off_grid.get_column("ts").head(3).to_list()
         hint = "; is it hourly data? then use freq='hour'" if freq == "day" else ""
         raise InvalidInputError(
@@ -344,15 +361,18 @@ def _check_frame(
         )
     # Sorted by (meter_id, ts) is what the rest of the code wants anyway; checking that
     # the order is strict is far cheaper than hashing (meter_id, ts) pairs.
-    if not _strictly_sorted(out):
+    if scan is None:
         out = out.sort("meter_id", "ts")
-        if not _strictly_sorted(out):
+        scan = _scan_sorted(out, _micros(out.get_column("ts")), step_us)
+        if scan is None:
             m, t = pl.col("meter_id"), pl.col("ts")
             dup = out.filter((m == m.shift(1)) & (t == t.shift(1))).select("meter_id", "ts")
             raise InvalidInputError(
                 f"{what}: expected one row per (meter_id, ts), got {dup.height} repeated row(s), "
                 f"e.g. {dup.head(3).rows()}; de-duplicate with .unique(subset=['meter_id', 'ts'])"
             )
+    if check_step:
+        _raise_for_step(scan[1], what, freq)
     return out
 
 
@@ -366,10 +386,12 @@ def _check_step(frame: pl.DataFrame, what: str, freq: Freq) -> None:
     """
     if frame.height < 2:
         return
-    m, t = pl.col("meter_id"), pl.col("ts")
-    smallest = frame.select(
-        (t - t.shift(1)).filter(m == m.shift(1)).min().dt.total_seconds().alias("s")
-    ).item()
+    gaps = _diffs_within_meters(frame, _micros(frame.get_column("ts")))
+    _raise_for_step(int(gaps.min()) // 1_000_000 if gaps.size else None, what, freq)
+
+
+def _raise_for_step(smallest: int | None, what: str, freq: Freq) -> None:
+    """The error of :func:`_check_step` for the smallest step (seconds) of any meter."""
     if smallest is None or smallest == STEP_SECONDS[freq]:
         return
     got = _fmt_step(int(smallest))
@@ -394,10 +416,76 @@ def _fmt_step(seconds: int) -> str:
     return f"{seconds} s"
 
 
+def _micros(ts: pl.Series) -> np.ndarray:
+    """Microseconds since the epoch of a (non-null) datetime column, as int64 numpy."""
+    if isinstance(ts.dtype, pl.Datetime) and ts.dtype.time_unit != "us":
+        ts = ts.dt.cast_time_unit("us")
+    return np.asarray(ts.to_physical().to_numpy(), dtype=np.int64)
+
+
+def _meter_runs(frame: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
+    """Runs of equal consecutive ``meter_id``: their values and start rows (one pass,
+    no hashing; a frame sorted by meter has one run per meter)."""
+    runs = frame.get_column("meter_id").rle()
+    lengths = runs.struct.field("len").to_numpy()
+    starts = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return runs.struct.field("value"), starts
+
+
+def _diffs_within_meters(frame: pl.DataFrame, micros: np.ndarray) -> np.ndarray:
+    """``ts`` differences (µs) between consecutive rows of the same meter."""
+    _, starts = _meter_runs(frame)
+    # The step into the next meter's first row does not count.
+    return np.delete(np.diff(micros), starts[1:] - 1)
+
+
+def _scan_sorted(
+    frame: pl.DataFrame, micros: np.ndarray, step_us: int
+) -> tuple[bool, int | None] | None:
+    """One pass over a frame: ``None`` unless it is strictly sorted by ``(meter_id, ts)``,
+    else ``(every ts is a multiple of step_us, the smallest step in seconds between
+    consecutive rows of a meter or None)``.
+
+    Within a meter ``ts`` is on the grid when the meter's first ``ts`` is and every step
+    is a multiple of ``step_us``; in complete series every step *is* ``step_us``, so the
+    division runs only over the first rows and the other steps.
+    """
+    if frame.height < 2:
+        return not bool((micros % step_us != 0).any()), None
+    values, starts = _meter_runs(frame)
+    n = values.len()
+    if n > 1 and not bool((values.slice(1) > values.slice(0, n - 1)).all()):
+        return None
+    diff = np.diff(micros)
+    boundary = starts[1:] - 1
+    diff[boundary] = step_us  # into the next meter's first row: neutral for every test
+    if not bool((diff > 0).all()):
+        return None
+    exact = diff == step_us
+    n_exact = int(np.count_nonzero(exact))
+    on_grid = not bool((micros[starts] % step_us != 0).any())
+    if on_grid and n_exact < diff.size:
+        on_grid = not bool((diff[~exact] % step_us != 0).any())
+    lowest = int(diff.min())
+    if lowest < step_us or n_exact > boundary.size:  # a real step of a meter is the least
+        smallest: int | None = min(lowest, step_us)
+    else:  # every real step exceeds step_us (or there is none)
+        within = np.delete(diff, boundary)
+        smallest = int(within.min()) if within.size else None
+    return on_grid, None if smallest is None else smallest // 1_000_000
+
+
 def _strictly_sorted(frame: pl.DataFrame) -> bool:
-    m, t = pl.col("meter_id"), pl.col("ts")
-    ok = (m > m.shift(1)) | ((m == m.shift(1)) & (t > t.shift(1)))
-    return bool(frame.select(ok.slice(1).all()).item())
+    return _scan_sorted(frame, _micros(frame.get_column("ts")), 1) is not None
+
+
+def _before(frame: pl.DataFrame, cutoff: dt.datetime) -> pl.DataFrame:
+    """Rows with ``ts < cutoff`` (the frame itself when they all are)."""
+    last = frame.get_column("ts").max()
+    if isinstance(last, dt.datetime) and last < cutoff:
+        return frame
+    return frame.filter(pl.col("ts") < cutoff)
 
 
 def encode(
@@ -407,21 +495,25 @@ def encode(
     steps since the Unix epoch of ``ts`` (hours, or days for ``freq="day"``); numpy
     arrays, one per row.
 
-    Every ``meter_id`` of ``frame`` must be in ``meters``.  Integers instead of
-    (string, datetime) pairs make alignment of big frames a sorted-array search.
+    Every ``meter_id`` of ``frame`` must be in ``meters``, and ``ts`` on the grid of
+    ``freq`` (as the base class checks).  Integers instead of (string, datetime) pairs
+    make alignment of big frames a sorted-array search.  The meter is looked up once
+    per run of equal ``meter_id`` (once per meter in a sorted frame), not per row.
     """
-    enc = frame.select(
-        pl.col("meter_id").cast(pl.Enum(meters)).to_physical().cast(pl.Int64).alias("code"),
-        (pl.col("ts").dt.epoch("s") // STEP_SECONDS[freq]).alias("hour"),
-    )
-    code: np.ndarray = enc.get_column("code").to_numpy()
-    hour: np.ndarray = enc.get_column("hour").to_numpy()
+    values, starts = _meter_runs(frame)
+    lengths = np.diff(np.append(starts, frame.height))
+    codes = values.cast(pl.Enum(meters)).to_physical().cast(pl.Int64).to_numpy()
+    code = np.repeat(np.asarray(codes, dtype=np.int64), lengths)
+    hour = _micros(frame.get_column("ts")) // (STEP_SECONDS[freq] * 1_000_000)
     return code, hour
 
 
 def row_keys(code: np.ndarray, hour: np.ndarray) -> np.ndarray:
     """One sortable int64 per (meter code, hour): meter-major, then time."""
-    return np.asarray(code * (1 << 34) + (hour + (1 << 33)), dtype=np.int64)
+    key = np.left_shift(np.asarray(code, dtype=np.int64), 34)
+    key += hour
+    key += 1 << 33
+    return key
 
 
 def check_instant(value: dt.datetime, what: str, freq: Freq = "hour") -> dt.datetime:

@@ -415,6 +415,7 @@ class GlobalGradientBoosting(Forecaster):
         temperature: pl.DataFrame,
         *,
         calibration_rows: int = 20_000,
+        calibration_days: int = 28,
     ) -> GlobalGradientBoosting:
         """The fitted trees applied to other metering points, without refitting them.
 
@@ -423,15 +424,23 @@ class GlobalGradientBoosting(Forecaster):
         by chunk.  Per meter of ``consumption`` this computes what ``fit`` computes
         without the trees — its level (mean), its heating-degree line and the lag and
         temperature history ``predict`` needs — and calibrates its 80 % interval on
-        the meter's own history before the cutoff, which the trees never saw (up to
-        ``calibration_rows`` rows per chunk, sampled; meters with fewer than
-        :data:`MIN_CALIBRATION_ROWS` sampled rows take the pooled quantiles).
+        the meter's own most recent ``calibration_days`` before the cutoff, which the
+        trees never saw (up to ``calibration_rows`` rows per call, sampled; meters with
+        fewer than :data:`MIN_CALIBRATION_ROWS` such rows take the quantiles pooled at
+        the fit).  Recent days, not the whole year: a meter's errors in a warm month
+        say little about the next heating-season day.
 
         Returns a new fitted model for exactly the meters of ``consumption`` (same
         cutoff, same trees); this model is unchanged.  Frames follow the contracts of
         :meth:`fit`; rows at or after the cutoff are ignored.
         """
         self._check_fitted()
+        for name, v in (
+            ("calibration_rows", calibration_rows),
+            ("calibration_days", calibration_days),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InvalidParameterError(f"{name}: expected an integer >= 1, got {v!r}")
         freq = self.freq
         consumption = _check_frame(consumption, CONSUMPTION, "consumption", freq=freq)
         temperature = _check_frame(temperature, METER_TEMPERATURE, "temperature", freq=freq)
@@ -454,11 +463,14 @@ class GlobalGradientBoosting(Forecaster):
             new.skipped_.update(prep.skipped)
             n_names = len(prep.names)
             rng = np.random.default_rng(self.random_state)
-            n = prep.keys.size
+            cut_h = int(cutoff.timestamp()) // 3600
+            recent = np.flatnonzero(
+                prep.keys % _KEY_SHIFT - _KEY_OFFSET >= cut_h - 24 * calibration_days
+            )
             cal = (
-                np.sort(rng.choice(n, size=calibration_rows, replace=False))
-                if n > calibration_rows
-                else np.arange(n)
+                np.sort(rng.choice(recent, size=calibration_rows, replace=False))
+                if recent.size > calibration_rows
+                else recent
             )
             code = prep.code[cal]
             t_pos = prep.t_pos[cal]
@@ -653,6 +665,8 @@ def _lookup(sorted_keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np
     """Positions of ``wanted`` keys in ``sorted_keys`` and whether each was found."""
     if sorted_keys.size == 0:
         return np.zeros(wanted.size, dtype=np.int64), np.zeros(wanted.size, dtype=bool)
+    if sorted_keys.size == wanted.size and np.array_equal(sorted_keys, wanted):
+        return np.arange(wanted.size, dtype=np.int64), np.ones(wanted.size, dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_keys, wanted), sorted_keys.size - 1)
     return pos, sorted_keys[pos] == wanted
 
@@ -669,7 +683,17 @@ def _trailing_mean(keys: np.ndarray, values: np.ndarray, window_h: int) -> np.nd
         return np.zeros(0)
     csum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
     last = np.arange(1, keys.size + 1)
-    first = np.searchsorted(keys, keys - (window_h - 1), side="left")
+    step = np.diff(keys)
+    new_meter = step >= _KEY_SHIFT // 2
+    if bool(((step == 1) | new_meter).all()):
+        # Gap-free hours per meter (the usual case): the window starts w - 1 rows
+        # back or at the meter's first row, no search needed.
+        seg = np.zeros(keys.size, dtype=np.int64)
+        seg[1:] = np.where(new_meter, np.arange(1, keys.size), 0)
+        seg = np.maximum.accumulate(seg)
+        first = np.maximum(last - window_h, seg)
+    else:
+        first = np.searchsorted(keys, keys - (window_h - 1), side="left")
     return np.asarray((csum[last] - csum[first]) / (last - first))
 
 

@@ -117,3 +117,36 @@ __all__ += [
 ]
 
 # --- T: transports and the fleet sender ---------------------------------------------------
+from ingest._send import (
+    FaultRates,
+    Fleet,
+    FleetSender,
+    SendReport,
+    load_fleet_reference,
+    register_fleet,
+)
+from ingest._transports import (
+    IngestService,
+    MqttConfig,
+    ServiceConfig,
+    TcpConfig,
+    UdpConfig,
+    write_broker_auth,
+)
+from ingest._transports.service import open_service
+
+__all__ += [
+    "FaultRates",
+    "Fleet",
+    "FleetSender",
+    "IngestService",
+    "MqttConfig",
+    "SendReport",
+    "ServiceConfig",
+    "TcpConfig",
+    "UdpConfig",
+    "load_fleet_reference",
+    "open_service",
+    "register_fleet",
+    "write_broker_auth",
+]

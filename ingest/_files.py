@@ -1,7 +1,8 @@
 """Load a simulator output directory (format ``askug-sim/1``) into a store.
 
 The whole directory is checked before anything is written; then everything is written
-in one store transaction, so a failure leaves the store as it was.
+in one store transaction, so a failure leaves the store as it was.  The optional
+``inflow.parquet`` (the metered inflow of the network nodes) lands in ``node_inflow``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from warehouse import REFERENCE_TABLES, TABLES, ContractError, Store, TableSpec,
 Progress = Callable[[int, int], None]
 
 _OFFSET: Final = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+#: Source code of the inflow rows a simulation directory holds: the hourly archive of
+#: each node's inlet meter, as its telemetry unit would deliver it.
+INFLOW_SOURCE: Final = "archive"
+#: The columns of ``inflow.parquet``: ``node_inflow`` without ``source`` (which the
+#: loader sets to :data:`INFLOW_SOURCE`); a file may also carry its own ``source``.
+INFLOW_FILE_SCHEMA: Final = pl.Schema({c: t for c, t in TABLES["node_inflow"].schema.items() if c != "source"})
+
 #: Foreign keys checked between the reference files: (table, column, parent table, parent column).
 _REFERENCES: Final = (
     ("branches", "company_id", "companies", "company_id"),
@@ -46,7 +54,7 @@ class LoadSummary:
     Attributes
     ----------
     rows
-        Rows newly stored per table (``hourly_archive`` included).
+        Rows newly stored per table (``hourly_archive`` and ``node_inflow`` included).
     duplicates
         Rows skipped per table because their natural key was already stored or
         repeated in the input.
@@ -95,9 +103,10 @@ def load_simulation(
     Notes
     -----
     Order of writing: reference tables in :data:`warehouse.REFERENCE_TABLES` order,
-    ``weather``, then per readings part its ``readings`` and the ``hourly_archive`` rows
-    derived from them (:func:`ingest.readings_to_hourly`), then ``events``.  Loading the
-    same directory twice stores everything once.  All timestamps are UTC.
+    ``weather``, ``node_inflow`` (when the manifest lists ``files.inflow``), then per
+    readings part its ``readings`` and the ``hourly_archive`` rows derived from them
+    (:func:`ingest.readings_to_hourly`), then ``events``.  Loading the same directory
+    twice stores everything once.  All timestamps are UTC.
     """
     t0 = time.perf_counter()
     root = Path(directory)
@@ -110,6 +119,7 @@ def load_simulation(
     for name in files.get("truth", []):
         _check_parquet_schema(root, name, TRUTH_SCHEMA)
     _check_csv_header(root, files["labels"], LABEL_COLUMNS)
+    inflow = _read_inflow(root, files["inflow"], reference["network_nodes"]) if "inflow" in files else None
 
     # Everything read from the store happens before the transaction: the rows stored
     # earlier are what an incremental load continues from.
@@ -141,6 +151,8 @@ def load_simulation(
         for table in REFERENCE_TABLES:
             write(table, reference[table], files["reference"][table])
         write("weather", pl.read_parquet(root / files["weather"]), files["weather"])
+        if inflow is not None:
+            write("node_inflow", inflow, files["inflow"])
         for k, name in enumerate(files["readings"]):
             part = pl.read_parquet(root / name)
             write("readings", part, name)
@@ -239,6 +251,8 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         _path(root, name, f"reference table {table}")
     for key in ("weather", "events", "labels"):
         _path(root, files.get(key), key)
+    if "inflow" in files:
+        _path(root, files["inflow"], "inflow")
     parts = files.get("readings")
     if not isinstance(parts, list):
         raise _fail("manifest.json", "files.readings must be a list of part files", "re-run ingest.simulate")
@@ -313,6 +327,43 @@ def _read_reference_csv(root: Path, name: str, t: TableSpec) -> pl.DataFrame:
         return validate_frame(frame, t)
     except ContractError as exc:
         raise _fail(name, str(exc), "fix the file to match the contract") from exc
+
+
+def _read_inflow(root: Path, name: str, nodes: pl.DataFrame) -> pl.DataFrame:
+    """Read and check ``inflow.parquet``; return it in the ``node_inflow`` contract.
+
+    Checked before anything is written: the columns and dtypes (:data:`INFLOW_FILE_SCHEMA`,
+    optionally with ``source``), nodes that exist in ``network_nodes``, one row per node
+    and hour, no negative volume, and the contract's nulls and quality codes.
+    """
+    try:
+        columns = pl.read_parquet_schema(root / name)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).splitlines()[0]
+        raise _fail(name, f"is not a readable Parquet file ({first})", "re-run ingest.simulate") from exc
+    _check_parquet_schema(root, name, TABLES["node_inflow"].schema if "source" in columns else INFLOW_FILE_SCHEMA)
+    frame = pl.read_parquet(root / name)
+    if "source" not in frame.columns:
+        frame = frame.with_columns(pl.lit(INFLOW_SOURCE, dtype=pl.String).alias("source"))
+    try:
+        frame = validate_frame(frame, "node_inflow")  # nulls in node_id/ts/quality/source, quality codes
+    except ContractError as exc:
+        raise _fail(name, str(exc), "fix the file to match the node_inflow contract") from exc
+    unknown = frame.filter(~pl.col("node_id").is_in(nodes.get_column("node_id").implode()))
+    if unknown.height:
+        raise _fail(name, f"node_id {unknown['node_id'].sort()[0]!r} is not in the network_nodes table",
+                    "list every node in reference/network_nodes.csv or drop its inflow rows")
+    dup = frame.filter(pl.struct("node_id", "ts").is_duplicated())
+    if dup.height:
+        row = dup.sort("node_id", "ts").row(0, named=True)
+        raise _fail(name, f"{dup.height} rows repeat a (node_id, ts), e.g. {row['node_id']} at {row['ts']:%Y-%m-%dT%H:%M}Z",
+                    "keep one inflow value per node and hour")
+    negative = frame.filter(pl.col("volume_m3") < 0)
+    if negative.height:
+        row = negative.row(0, named=True)
+        raise _fail(name, f"volume_m3 {row['volume_m3']} of {row['node_id']} at {row['ts']:%Y-%m-%dT%H:%M}Z is negative",
+                    "inflow cannot be negative: write the metered volume, or null with quality 'missing'")
+    return frame
 
 
 def _check_references(names: dict[str, str], frames: dict[str, pl.DataFrame]) -> None:

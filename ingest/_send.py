@@ -359,6 +359,10 @@ class SentPacket:
     expected: str  # "stored", "duplicate" or a quarantine reason
     transport: str
     readings: int = 0
+    #: the transport took it for sure (MQTT: the broker's PUBACK; TCP/UDP: handed to the socket)
+    delivered: bool = True
+    #: wall-clock time (unix seconds) the session that sent it ended
+    sent_at: float = 0.0
 
 
 @dataclasses.dataclass
@@ -390,11 +394,15 @@ class SendReport:
     def unacked(self) -> list[tuple[str, int]]:
         return sorted(k for k in self.good if k not in self.acked)
 
-    def bad_packets(self) -> dict[str, str]:
-        """sha256 -> expected quarantine reason of every distinct bad packet."""
+    def bad_packets(self, *, delivered_only: bool = True) -> dict[str, str]:
+        """sha256 -> expected quarantine reason of every distinct bad packet.
+
+        ``delivered_only``: only those the transport surely took (a packet whose MQTT
+        publish the broker never acknowledged may be lost on the way, like any packet).
+        """
         out: dict[str, str] = {}
         for p in self.packets:
-            if p.expected not in ("stored", "duplicate"):
+            if p.expected not in ("stored", "duplicate") and (p.delivered or not delivered_only):
                 out.setdefault(p.sha256, p.expected)
         return out
 
@@ -446,7 +454,7 @@ class _Link:
 
     transport: SendTransport = "tcp"
 
-    def session(self, unit: Unit, ident: bytes | None, packets: Sequence[bytes], expect: set[int], on_command: Callable[[int, dict[str, Any]], bytes | None]) -> set[int]:
+    def session(self, unit: Unit, ident: bytes | None, packets: Sequence[bytes], expect: set[int], on_command: Callable[[int, dict[str, Any]], bytes | None], delivered: list[bool]) -> set[int]:
         raise NotImplementedError
 
 
@@ -465,13 +473,14 @@ class _TcpLink(_Link):
     def __init__(self, host: str, port: int, timeout: float) -> None:
         self.host, self.port, self.timeout = host, port, timeout
 
-    def session(self, unit: Unit, ident: bytes | None, packets: Sequence[bytes], expect: set[int], on_command: Callable[[int, dict[str, Any]], bytes | None]) -> set[int]:
+    def session(self, unit: Unit, ident: bytes | None, packets: Sequence[bytes], expect: set[int], on_command: Callable[[int, dict[str, Any]], bytes | None], delivered: list[bool]) -> set[int]:
         acked: set[int] = set()
         with socket.create_connection((self.host, self.port), timeout=self.timeout) as s:
             out = bytearray()
             for raw in ([ident] if ident else []) + list(packets):
                 out += _LEN.pack(len(raw)) + raw
             s.sendall(out)
+            delivered[:] = [True] * len(packets)
             buf = bytearray()
             deadline = time.monotonic() + self.timeout
             pending_cmd_acks: set[int] = set()
@@ -511,11 +520,12 @@ class _UdpLink(_Link):
         self.addr = (host, port)
         self.timeout = timeout
 
-    def session(self, unit: Unit, ident: bytes | None, packets: Sequence[bytes], expect: set[int], on_command: Callable[[int, dict[str, Any]], bytes | None]) -> set[int]:
+    def session(self, unit: Unit, ident: bytes | None, packets: Sequence[bytes], expect: set[int], on_command: Callable[[int, dict[str, Any]], bytes | None], delivered: list[bool]) -> set[int]:
         acked: set[int] = set()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for raw in packets:
+            for i, raw in enumerate(packets):
                 s.sendto(raw, self.addr)
+                delivered[i] = True
             deadline = time.monotonic() + self.timeout
             while not expect <= acked and time.monotonic() < deadline:
                 s.settimeout(max(0.05, deadline - time.monotonic()))
@@ -541,7 +551,7 @@ class _MqttLink(_Link):
     def __init__(self, host: str, port: int, timeout: float, *, auth: bool) -> None:
         self.host, self.port, self.timeout, self.auth = host, port, timeout, auth
 
-    def session(self, unit: Unit, ident: bytes | None, packets: Sequence[bytes], expect: set[int], on_command: Callable[[int, dict[str, Any]], bytes | None]) -> set[int]:
+    def session(self, unit: Unit, ident: bytes | None, packets: Sequence[bytes], expect: set[int], on_command: Callable[[int, dict[str, Any]], bytes | None], delivered: list[bool]) -> set[int]:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -591,6 +601,8 @@ class _MqttLink(_Link):
                     client.publish(up, replies.pop(), qos=1)
                 if expect <= acked and all(i.is_published() for i in infos):
                     break
+            # delivered = the broker acknowledged it (PUBACK): from then on it is the broker's
+            delivered[:] = [i.is_published() for i in infos]
         except OSError:
             return acked
         finally:
@@ -794,12 +806,15 @@ class FleetSender:
         self._record(unit, [_Out(raw, "command_ack", "stored", None)])
         return raw
 
-    def _record(self, unit: Unit, outs: Sequence[_Out]) -> None:
+    def _record(self, unit: Unit, outs: Sequence[_Out], delivered: Sequence[bool] | None = None) -> None:
         with self.report.lock:
-            for o in outs:
+            for k, o in enumerate(outs):
                 counter = int.from_bytes(o.raw[7:11], "big") if len(o.raw) >= 11 and o.raw[0] == 1 else (o.key[1] if o.key else None)
                 self.report.packets.append(
-                    SentPacket(unit.device_id, counter, hashlib.sha256(o.raw).hexdigest(), o.fault, o.expected, self.transport, o.readings)
+                    SentPacket(
+                        unit.device_id, counter, hashlib.sha256(o.raw).hexdigest(), o.fault, o.expected,
+                        self.transport, o.readings, True if delivered is None else delivered[k], time.time(),
+                    )
                 )
 
     def _run_session(self, unit: Unit, new: list[_Out], *, flush_held: bool) -> None:
@@ -812,17 +827,22 @@ class FleetSender:
             # resent frames are the same bytes: expected duplicate if they had reached the server
             outs = [dataclasses.replace(o, fault="retry" if o.fault != "out_of_order" else o.fault) for o in retry] + new + held
             ident: bytes | None = None
+            ident_outs: list[_Out] = []
             if self.transport == "tcp":
                 ident, ident_out = self._ident(unit)
-                self._record(unit, [ident_out])
-            self._record(unit, outs)
+                ident_outs = [ident_out]
             expect = {o.key[1] for o in outs if o.key is not None}
+            delivered = [False] * len(outs)
             try:
-                acked = self.link.session(unit, ident, [o.raw for o in outs], expect, lambda cid, cmd: self._command_reply(unit, cid, cmd))
+                acked = self.link.session(
+                    unit, ident, [o.raw for o in outs], expect, lambda cid, cmd: self._command_reply(unit, cid, cmd), delivered
+                )
                 failed = False
             except OSError as exc:
                 log.debug("session of %s failed: %s", unit.device_id, exc)
                 acked, failed = set(), True
+            self._record(unit, ident_outs, [not failed] * len(ident_outs))
+            self._record(unit, outs, delivered)
             with self.report.lock:
                 self.report.sessions += 1
                 self.report.failed_sessions += int(failed)
@@ -952,6 +972,8 @@ def write_report(report: SendReport, out_dir: str | Path) -> Path:
             "expected": pl.String,
             "transport": pl.String,
             "readings": pl.Int64,
+            "delivered": pl.Boolean,
+            "sent_at": pl.Float64,
         },
         orient="row",
     )

@@ -692,6 +692,24 @@ BILLING_UPLOADS = _spec(
 
 BILLING_TABLES: tuple[TableSpec, ...] = (BILLING_UPLOADS,)
 
+# --- analytics: network inflow (issue 4) ----------------------------------------------
+NODE_INFLOW = _spec(
+    "node_inflow",
+    {
+        "node_id": pl.String,  # the GDP or station whose inlet meter measured the gas
+        "ts": UTC_TS,  # start of the hour
+        "volume_m3": pl.Float64,  # gas into the node in the hour, standard conditions
+        "quality": pl.String,
+        "source": pl.String,  # archive (inlet meter, telemetry) | act (supplier file) | estimate | edit
+    },
+    ("node_id", "ts"),
+    required=("quality", "source"),
+    choices={"quality": QUALITY_CODES},
+    doc="Metered hourly gas inflow of a network node (the inlet meter of a GDP or station).",
+)
+
+INFLOW_TABLES: tuple[TableSpec, ...] = (NODE_INFLOW,)
+
 TABLES: Final[dict[str, TableSpec]] = {
     t.name: t
     for t in (
@@ -715,6 +733,7 @@ TABLES: Final[dict[str, TableSpec]] = {
         *VEE_TABLES,
         *CUBE_TABLES,
         *BILLING_TABLES,
+        *INFLOW_TABLES,
     )
 }
 

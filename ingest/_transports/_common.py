@@ -235,7 +235,6 @@ class LandingWorker:
         self._queue: queue.SimpleQueue[_SubmitJob | _CallJob | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._carry: _SubmitJob | _CallJob | None = None
         self.rounds = 0
 
     # -- public ---------------------------------------------------------------------------
@@ -281,9 +280,6 @@ class LandingWorker:
 
     # -- thread ---------------------------------------------------------------------------
     def _next(self, timeout: float | None) -> _SubmitJob | _CallJob | None:
-        if self._carry is not None:
-            job, self._carry = self._carry, None
-            return job
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
@@ -294,7 +290,7 @@ class LandingWorker:
             job = self._next(0.2)
             if job is None:
                 # a stop marker or a quiet moment: end once stopping and nothing is left
-                if self._stopping.is_set() and self._carry is None and self._queue.empty():
+                if self._stopping.is_set() and self._queue.empty():
                     return
                 continue
             if isinstance(job, _CallJob):
@@ -312,8 +308,10 @@ class LandingWorker:
                 if nxt is None:
                     continue  # the stop marker: keep gathering what is queued
                 if isinstance(nxt, _CallJob):
-                    self._carry = nxt
-                    break
+                    # short calls (credential checks, downlink look-ups) run at once so
+                    # the sessions waiting on them can join this round
+                    self._run_call(nxt)
+                    continue
                 jobs.append(nxt)
                 size += len(nxt.packets)
             self._run_round(jobs)

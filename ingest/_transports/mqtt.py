@@ -192,6 +192,7 @@ class MqttService:
             log_event(log, "mqtt_subscribe_refused", level=logging.ERROR, topic=self.config.topic, reasons=str(reasons))
             return
         self._connected.set()
+        log_event(log, "mqtt_subscribed", topic=self.config.topic)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self._lock:

@@ -75,6 +75,15 @@ class _Service:
         return self.proc.returncode
 
 
+def _wait_log(path: Path, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _quiet(store: Any, *, seconds: float, timeout: float) -> None:
     """Wait until landing's received counter has not moved for ``seconds``."""
     last, since = -1, time.monotonic()
@@ -104,7 +113,9 @@ def test_faults_with_broker_and_service_killed_mid_stream(pg_databases: Any, tmp
         broker = _servers.MosquittoServer(password_file=auth.password_file, acl_file=auth.acl_file, autosave_interval=1).start()
         service = _Service(dsn, f"mqtt://askug-ingest:ingest-pw@127.0.0.1:{broker.port}", tmp_path / "ingest.log")
         service.start()
-        time.sleep(3.0)  # the service connects and subscribes (its session is then autosaved)
+        # its first subscription creates the persistent session; wait for it (and the autosave)
+        assert _wait_log(tmp_path / "ingest.log", '"event": "mqtt_subscribed"', 60)
+        time.sleep(1.5)
 
         faults = FaultRates(resend=0.10, out_of_order=0.05, truncated=0.02, corrupted=0.01, replayed=0.01, unknown_device=0.01, clock_skew=0.005, drift=0.02)
         sender = FleetSender(
@@ -112,6 +123,7 @@ def test_faults_with_broker_and_service_killed_mid_stream(pg_databases: Any, tmp
             concurrency=16, timeout_s=3.0, rounds=6, seed=21, mqtt_auth=True, session_hours=48,
         )  # fmt: skip
         events: list[str] = []
+        marks: list[tuple[str, float]] = []
         killer: list[threading.Thread] = []
 
         def crash_broker() -> None:  # all sessions paused; everything sent so far landed
@@ -119,6 +131,7 @@ def test_faults_with_broker_and_service_killed_mid_stream(pg_databases: Any, tmp
             _quiet(store, seconds=1.5, timeout=30)
             broker.kill()  # SIGKILL
             events.append("broker")
+            marks.append(("broker killed", time.time()))
             time.sleep(0.5)
             broker.start()
 
@@ -129,6 +142,7 @@ def test_faults_with_broker_and_service_killed_mid_stream(pg_databases: Any, tmp
                 time.sleep(0.5)  # mid-stream: sessions are publishing and being committed
                 service.kill()  # SIGKILL
                 events.append("service")
+                marks.append(("service killed", time.time()))
                 time.sleep(1.0)
                 service.start()
 
@@ -144,6 +158,10 @@ def test_faults_with_broker_and_service_killed_mid_stream(pg_databases: Any, tmp
         assert service.terminate() == 0  # graceful SIGTERM: commit, ack, exit 0
         assert service.starts == 2
 
+        bad = report.bad_packets()
+        q = set(store.read("quarantine")["sha256"].to_list())
+        lost = [p for p in report.packets if p.sha256 in bad and p.sha256 not in q]
+        assert not lost, (marks, [(p.device_id, p.counter, p.fault, p.sent_at) for p in lost])
         verdict = check_ground_truth(store, report)
         s = report.summary()
         print(s, read_stats(store))

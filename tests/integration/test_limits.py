@@ -1,10 +1,14 @@
 """Balance, limits and normalisation on a loaded simulation, on DuckDB and PostgreSQL,
-and the ``askug balance|limits|normalise`` commands with good and bad input."""
+and the ``askug balance|limits|normalise`` commands with good and bad input.  The
+balance reads the nodes' inflow from the store (``node_inflow``, loaded from the
+simulation's ``inflow.parquet``); ``--inflow FILE`` overrides it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +16,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from analytics import balance_from_store, limits_from_store, normalise_from_store, read_inflow_file
 
@@ -61,12 +66,17 @@ def _check_results(store: Any, sim: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         assert f"by {round(row['excess_m3'])} m³ on day {row['exceed_day']}" in row["statement"]
     assert daily.height > 0 and daily.get_column("daily_limit_m3").null_count() == 0
 
-    inflow = read_inflow_file(sim / "inflow.parquet")
-    balance = balance_from_store(store, inflow, freq="day")
+    stored = store.read("node_inflow")
+    assert stored.height == store.count("network_nodes") * 14 * 24
+    assert set(stored.get_column("source")) == {"archive"}
+    balance = balance_from_store(store, freq="day")
+    # the stored inflow is the file's: passing the file gives the same balance (sums may
+    # differ in the last bit, as rows arrive in another order)
+    assert_frame_equal(balance, balance_from_store(store, read_inflow_file(sim / "inflow.parquet"), freq="day"), rel_tol=1e-12)
     full = balance.filter(pl.col("complete"))
     assert full.height > 0
     # losses are 0.3-1.5 % per GDP; a tampered meter under-registers more
-    assert full.get_column("imbalance_pct").min() > 0.0
+    assert full.select(pl.col("imbalance_pct").min()).item() > 0.0
     nodes = store.read("network_nodes")
     for station in nodes.filter(pl.col("kind") == "station").get_column("node_id"):
         gdps = nodes.filter(pl.col("parent_node_id") == station).get_column("node_id").to_list()
@@ -82,6 +92,13 @@ def test_limits_and_balance_on_duckdb_and_postgres(sim: Path, duck_db: Path, pg_
 
     load_simulation(pg_store, sim)
     pg_store.refresh_rollups()
+    # like hourly_archive: range-partitioned on plain PostgreSQL (a hypertable on TimescaleDB)
+    assert pg_store.variant == "plain"
+    kinds = pg_store.sql_frame(
+        "SELECT c.relname, c.relkind::text AS kind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relname IN ('node_inflow', 'node_inflow_default') AND n.nspname = current_schema() ORDER BY 1"
+    )
+    assert kinds.rows() == [("node_inflow", "p"), ("node_inflow_default", "r")]
     with open_store(path=duck_db, read_only=True) as duck:
         m_duck, b_duck = _check_results(duck, sim)
         n_duck = normalise_from_store(duck, period="total")
@@ -100,9 +117,13 @@ def test_cli_commands(sim: Path, duck_db: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "will exceed its monthly limit by" in proc.stderr and out.stat().st_size > 0
 
-    proc = askug("--db", db, "balance", "--inflow", str(sim / "inflow.parquet"), "--freq", "month", "--out", str(tmp_path / "b.csv"))
+    proc = askug("--db", db, "balance", "--freq", "month", "--out", str(tmp_path / "b.csv"))
     assert proc.returncode == 0, proc.stderr
-    assert pl.read_csv(tmp_path / "b.csv").height > 0
+    stored = pl.read_csv(tmp_path / "b.csv")
+    assert stored.height > 0 and stored.get_column("inflow_m3").null_count() == 0
+    proc = askug("--db", db, "balance", "--inflow", str(sim / "inflow.parquet"), "--freq", "month", "--out", str(tmp_path / "f.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert_frame_equal(pl.read_csv(tmp_path / "f.csv"), stored, rel_tol=1e-9)
 
     proc = askug("--db", db, "normalise", "--by", "category")
     assert proc.returncode == 0, proc.stderr
@@ -115,8 +136,9 @@ def test_cli_commands(sim: Path, duck_db: Path, tmp_path: Path) -> None:
         (["limits", "--month", "2022-01", "--limits", "{bad}"], "line 3: column 'monthly_limit_m3' value 'lots'"),
         (["limits", "--month", "2022-01", "--meter", "M999999"], "unknown metering point"),
         (["limits", "--month", "January"], "--month must look like 2022-01"),
-        (["balance", "--inflow", "{inflow}", "--start", "2022-01-10", "--end", "2022-01-01"], "reversed"),
-        (["balance", "--inflow", "{inflow}", "--start", "2022-01-10", "--end", "2022-01-10"], "empty"),
+        (["balance", "--start", "2022-01-10", "--end", "2022-01-01"], "reversed"),
+        (["balance", "--start", "2022-01-10", "--end", "2022-01-10"], "empty"),
+        (["balance", "--node", "GDP-99999"], "unknown network node"),
         (["balance", "--inflow", "{inflow}", "--node", "GDP-99999"], "unknown network node"),
         (["balance", "--inflow", "{tmp}/none.csv"], "does not exist"),
         (["normalise", "--meter", "nobody"], "unknown metering point"),
@@ -136,3 +158,46 @@ def test_bad_input_is_one_line_and_writes_no_file(
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert message in " ".join(proc.stderr.split())
     assert not out.exists()
+
+
+def test_balance_on_a_store_without_inflow_says_how_to_get_it(sim: Path, tmp_path: Path) -> None:
+    """A simulation written with --no-inflow loads without node_inflow rows; the balance
+    then asks for the inflow instead of printing a table of nulls."""
+    from ingest import load_simulation
+    from warehouse import open_store
+
+    folder = tmp_path / "sim"
+    shutil.copytree(sim, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["files"]["inflow"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    db = tmp_path / "askug.duckdb"
+    with open_store(path=db) as store:
+        store.migrate()
+        load_simulation(store, folder)
+        assert store.count("node_inflow") == 0
+    out = tmp_path / "b.csv"
+    proc = askug("--db", str(db), "balance", "--out", str(out))
+    assert proc.returncode == 1 and not out.exists()
+    assert "no node inflow" in proc.stderr and "--inflow FILE" in " ".join(proc.stderr.split())
+    proc = askug("--db", str(db), "balance", "--inflow", str(sim / "inflow.parquet"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 0
+
+
+def test_askug_simulate_writes_inflow_unless_told_not_to(tmp_path: Path) -> None:
+    """`askug simulate` (and the demo, which runs it without the flag) writes the nodes'
+    inflow; `--no-inflow` leaves it out and changes no other data file."""
+    base = ["simulate", "--meters", "10", "--days", "7", "--seed", "5"]
+    assert askug(*base, "--out", str(tmp_path / "with")).returncode == 0
+    proc = askug(*base, "--no-inflow", "--out", str(tmp_path / "without"))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "with" / "manifest.json").read_text())
+    assert manifest["files"]["inflow"] == "inflow.parquet" and manifest["config"]["write_inflow"] is True
+    assert pl.read_parquet(tmp_path / "with" / "inflow.parquet").height == manifest["counts"]["network_nodes"] * 7 * 24
+    without = tmp_path / "without"
+    assert not (without / "inflow.parquet").exists()
+    assert "inflow" not in json.loads((without / "manifest.json").read_text())["files"]
+    for path in without.rglob("*"):
+        if path.is_file() and path.name != "manifest.json":
+            assert path.read_bytes() == (tmp_path / "with" / path.relative_to(without)).read_bytes(), path

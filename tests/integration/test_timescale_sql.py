@@ -50,7 +50,7 @@ def test_migrations_apply(result: dict[str, Any]) -> None:
 
 
 def test_hypertables_and_aggregates_exist(result: dict[str, Any]) -> None:
-    assert result["hypertables"] == ["events", "hourly_archive", "readings"]
+    assert result["hypertables"] == ["events", "hourly_archive", "node_inflow", "readings"]
     assert result["continuous_aggregates"] == [
         {"view_name": "daily_archive", "materialized_only": True},
         {"view_name": "monthly_archive", "materialized_only": True},

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from analytics import AnalyticsError, gas_balance, read_inflow_file, validate_inflow
 from analytics._balance import node_closure
+from warehouse import Store, open_store
 
 UTC = dt.UTC
 T0 = dt.datetime(2022, 1, 10, tzinfo=UTC)
@@ -248,3 +249,62 @@ def test_balance_figure_draws_inflow_consumption_and_imbalance() -> None:
     assert list(fig.data[1].y) == pytest.approx([3.0, 3.0, 3.0])
     with pytest.raises(AnalyticsError, match="no balance rows"):
         balance_figure(out, "Z")
+
+
+# --- the stored inflow (table node_inflow) ---------------------------------------------------
+
+
+def _store_with_network(path: Path, *, inflow: bool = True) -> Store:
+    """A DuckDB store holding the hand-built network, three UTC days (10-12 January) of
+    hourly archive and (optionally) the nodes' inflow in ``node_inflow``."""
+    store = open_store(path=path)
+    store.migrate()
+    nodes, meters = _network()
+    hours = _hours(72, dt.datetime(2022, 1, 10, tzinfo=UTC))
+    store.write("companies", pl.DataFrame({"company_id": ["C"], "name": ["Gas Co"], "time_zone": ["UTC"], "contract_hour": [0]}))
+    store.write("branches", pl.DataFrame({"branch_id": ["B1"], "company_id": ["C"], "name": ["North"]}))
+    store.write("network_nodes", nodes.select("node_id", "parent_node_id", "kind").with_columns(
+        pl.lit("B1").alias("branch_id"), pl.col("node_id").alias("name")))
+    store.write("metering_points", meters.with_columns(
+        pl.lit("B1").alias("branch_id"), pl.col("meter_id").alias("name"), pl.lit("gas").alias("resource"),
+        pl.lit("household").alias("category"), pl.lit("UTC").alias("time_zone"), pl.lit(0).alias("contract_hour")))
+    store.write("hourly_archive", _consumption(hours, RATES).with_columns(pl.lit("archive").alias("source")))
+    if inflow:
+        store.write("node_inflow", _inflow(hours, INFLOW).with_columns(pl.lit("archive").alias("source")))
+    return store
+
+
+def test_balance_from_store_reads_the_stored_inflow(tmp_path: Path) -> None:
+    from analytics import balance_from_store
+
+    with _store_with_network(tmp_path / "s.duckdb") as store:
+        # no range: the gas days strictly inside the data (the first and last UTC days
+        # are dropped, as they cut the gas days of zones away from UTC): 11 January
+        daily = balance_from_store(store, freq="day")
+        hourly = balance_from_store(store, freq="hour", node_ids=["A"])
+        override = balance_from_store(
+            store, _inflow(_hours(48, dt.datetime(2022, 1, 10, tzinfo=UTC)), {"A": 3.0, "B": 4.0, "S": 7.5}),
+            freq="day", start=dt.date(2022, 1, 10), end=dt.date(2022, 1, 12),
+        )
+    assert daily.height == 3 and set(daily.get_column("period")) == {dt.date(2022, 1, 11)}
+    a = daily.filter(pl.col("node_id") == "A").row(0, named=True)
+    assert a["inflow_m3"] == pytest.approx(3.3 * 24) and a["consumed_m3"] == pytest.approx(3.0 * 24)
+    assert a["imbalance_pct"] == pytest.approx(100 * 0.3 / 3.3) and a["complete"]
+    s = daily.filter(pl.col("node_id") == "S").row(0, named=True)
+    assert s["children_inflow_m3"] == pytest.approx(7.3 * 24) and s["imbalance_m3"] == pytest.approx(0.5 * 24)
+    assert hourly.height == 72 and set(hourly.get_column("node_id")) == {"A"}
+    assert hourly.get_column("inflow_m3").to_list() == pytest.approx([3.3] * 72)
+    # a file's inflow replaces the stored one
+    assert override.height == 6
+    assert override.get_column("imbalance_m3").to_list() == pytest.approx([0.0] * 6)
+
+
+def test_balance_from_store_without_stored_inflow_says_how_to_get_it(tmp_path: Path) -> None:
+    from analytics import balance_from_store
+
+    with _store_with_network(tmp_path / "s.duckdb", inflow=False) as store:
+        with pytest.raises(AnalyticsError, match=r"no node inflow .*--no-inflow.*--inflow FILE"):
+            balance_from_store(store, freq="day")
+        # with an explicit file it works on the same store
+        out = balance_from_store(store, _inflow(_hours(24, dt.datetime(2022, 1, 10, tzinfo=UTC)), INFLOW), freq="hour")
+    assert out.filter(pl.col("inflow_m3").is_not_null()).height == 3 * 24

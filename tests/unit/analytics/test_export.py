@@ -473,3 +473,10 @@ def test_the_memory_check_would_see_rows_held_at_once(tmp_path: Path) -> None:
     """The yardstick of the test above: holding all batches does show up in the peak."""
     streamed, held = _peak_kib(tmp_path, "csv", 30), _peak_kib(tmp_path, "csv", 30, hold=True)
     assert held - streamed > 60 * 1024, (streamed, held)
+
+
+def test_the_copied_helvetica_metrics_match_fpdf2() -> None:
+    from fpdf.fonts import CORE_FONTS_CHARWIDTHS
+
+    for key, table in (("helvetica", export_module._HELVETICA), ("helveticaB", export_module._HELVETICA_BOLD)):
+        assert list(table) == [CORE_FONTS_CHARWIDTHS[key][chr(i)] for i in range(256)]

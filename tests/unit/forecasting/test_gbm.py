@@ -149,3 +149,62 @@ def test_bad_parameters_raise_at_fit(params: dict[str, Any], data: Any) -> None:
 def test_predict_before_fit_raises(data: Any) -> None:
     with pytest.raises(NotFittedError):
         GlobalGradientBoosting().predict(data.temperature)
+
+
+# --- extend: the fitted trees applied to meters they never saw ---------------------------------
+
+
+def test_extend_serves_meters_the_trees_never_saw(make_series: Any, cutoff: dt.datetime) -> None:
+    # Twelve meters of one population: the trees learn from six, then serve the other six.
+    both = make_series(n_meters=12, days=60, seed=11)
+    ids = sorted(both.consumption["meter_id"].unique().to_list())
+    seen, unseen = ids[:6], ids[6:]
+
+    def part(frame: pl.DataFrame, meters: list[str]) -> pl.DataFrame:
+        return frame.filter(pl.col("meter_id").is_in(meters))
+
+    model = GlobalGradientBoosting(max_iter=60).fit(
+        part(both.consumption, seen), part(both.temperature, seen), cutoff=cutoff
+    )
+    extended = model.extend(part(both.consumption, unseen), part(both.temperature, unseen))
+    assert extended.meters_ == tuple(unseen)
+    assert model.meters_ == tuple(seen)  # the original is unchanged
+    assert extended.model_ is model.model_  # the same trees, not a refit
+    assert extended.cutoff_ == model.cutoff_
+
+    out = extended.predict(part(both.temperature, unseen), start=cutoff, end=cutoff + 24 * HOUR)
+    assert out.height == 6 * 24
+    assert out.select(pl.col("volume_m3_lo_80").min()).item() >= 0
+    actual = part(both.consumption, unseen).filter(pl.col("ts") >= cutoff)
+    j = out.join(actual, on=["meter_id", "ts"], suffix="_actual")
+    wape = (j["volume_m3"] - j["volume_m3_actual"]).abs().sum() / j["volume_m3_actual"].sum()
+    assert wape < 0.15
+    # Each unseen meter keeps its own level: forecasts scale with the meter's history.
+    level = part(both.consumption, unseen).group_by("meter_id").agg(pl.col("volume_m3").mean())
+    fc = (
+        out.group_by("meter_id")
+        .agg(pl.col("volume_m3").mean().alias("fc"))
+        .join(level, on="meter_id")
+    )
+    assert fc.select(pl.corr("fc", "volume_m3")).item() > 0.9
+
+    # Intervals calibrated on the unseen meters' own history cover about 80 % of a week.
+    free = GlobalGradientBoosting(lags=(), max_iter=60).fit(
+        part(both.consumption, seen), part(both.temperature, seen), cutoff=cutoff
+    )
+    week = free.extend(part(both.consumption, unseen), part(both.temperature, unseen)).predict(
+        part(both.temperature, unseen).filter(pl.col("ts") >= cutoff)
+    )
+    assert week.height == 6 * 7 * 24
+    assert 0.65 <= _covered(week, part(both.consumption, unseen)) <= 0.92
+
+
+def test_extend_before_fit_and_on_empty_history_raise(
+    data: Any, fitted: GlobalGradientBoosting
+) -> None:
+    from forecasting.errors import InvalidInputError, NotFittedError
+
+    with pytest.raises(NotFittedError):
+        GlobalGradientBoosting().extend(data.consumption, data.temperature)
+    with pytest.raises(InvalidInputError, match="empty"):
+        fitted.extend(data.consumption.clear(), data.temperature)

@@ -11,7 +11,7 @@ CREATE TABLE billing_uploads (
     fmt         text NOT NULL CHECK (fmt IN ('xml', 'csv')),
     destination text NOT NULL,
     scope       text NOT NULL,
-    revision    integer NOT NULL CHECK (revision > 0),
+    revision    integer NOT NULL,
     file_name   text NOT NULL,
     accounts    integer NOT NULL,
     volume_m3   double precision,

@@ -1,0 +1,339 @@
+"""Ingest benchmark: readings/s from simulated units into PostgreSQL through TCP and MQTT,
+next to the raw COPY ceiling measured in the same run.
+
+Steps (each on its own fresh, migrated database of one throwaway PostgreSQL cluster; the
+broker is a throwaway Mosquitto; both come from ``tests/_servers.py``):
+
+1. **simulate** ``--meters`` metering points × ``--days`` days, register the units (low
+   scrypt cost), and pre-encode every unit's archive backlog with its device profile
+   (``household-nb`` / ``corrector-ek``): as few frames as fit in 4,096 bytes, so one
+   frame carries hundreds of hourly records.  Encoding is not timed.
+2. **COPY ceiling**: the readings those frames carry, COPYed (CSV) straight into the
+   ``readings`` table of a fresh database — the same rows into the same table.
+3. **TCP**: ``askug ingest serve`` runs as its own process; ``--connections`` concurrent
+   unit sessions (ident, then all frames, then wait for every ack).  Time from the first
+   byte to the last ack; readings/s = readings rows stored / that time.
+4. **MQTT**: the same frames published with QoS 1 to ``askug/up/<id>`` by
+   ``--publishers`` clients; time until landing has stored them all.
+5. **peak memory** (VmHWM) of the ingest service process after each run.
+6. **daily sessions**: ``--sessions`` units each call in once over TCP with one day (24
+   hourly records, one frame) — a full session each (connect, ident, frame, ack); the
+   time for 100,000 units is *projected* from this sample's sessions/s.
+
+Goals (issue 3): TCP ≥ ½ of the COPY ceiling; MQTT ≥ 100,000 readings/s.
+
+Usage::
+
+    .venv/bin/python bench/ingest.py            # 2,000 meters × 30 days (~1.5 M readings)
+    .venv/bin/python bench/ingest.py --quick    # 100 meters × 7 days: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import io
+import os
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path and its name would shadow
+# the `ingest` package: drop that entry and put the repository root first.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+_LEN = struct.Struct(">I")
+ASKUG = str(Path(sys.executable).with_name("askug"))
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a running process, MB."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- preparing the fleet -------------------------------------------------------------------
+class Prepared:
+    """Units, secrets and pre-encoded frames (per unit, in time order) of one simulation."""
+
+    def __init__(self, sim: Path, *, units: int | None) -> None:
+        from ingest._device_profiles import ProfileRegistry
+        from ingest._send import Fleet, _session_frames
+
+        self.sim = sim
+        self.registry = ProfileRegistry()
+        self.fleet = Fleet.from_simulation(sim, max_units=units, registry=self.registry)
+        self.fleet.units = [u for u in self.fleet.units if u.kind in ("household_unit", "corrector")]
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        self.frames: dict[str, list[bytes]] = {}
+        self.day_frames: dict[str, bytes] = {}
+        self.rows: list[tuple[str, str, dt.datetime, float]] = []
+        self.archive_rows = 0
+        for u in self.fleet.units:
+            prof = self.registry.profile(u.profile)
+            wide = self.fleet.readings[u.device_id]
+            frames = _session_frames(u, prof, wide, {}, device_time=now, max_frame_bytes=4096)
+            out = []
+            for i, fr in enumerate(frames):
+                raw = self.registry.encode(dataclasses.replace(fr, counter=1000 + i))
+                dec = self.registry.decode(raw)
+                self.rows.extend((u.device_id, ch, ts, v) for ch, ts, v in dec.readings if v is not None)
+                self.archive_rows += len(dec.archives)
+                out.append(raw)
+            self.frames[u.device_id] = out
+            last_day = wide.tail(24)
+            day = _session_frames(u, prof, last_day, {}, device_time=now, max_frame_bytes=4096)
+            if day:
+                self.day_frames[u.device_id] = self.registry.encode(dataclasses.replace(day[0], counter=900_000))
+
+    def register(self, store: Any) -> None:
+        from ingest._send import load_fleet_reference, register_fleet
+
+        load_fleet_reference(store, self.sim)
+        register_fleet(store, self.fleet)
+
+
+def _ident(prep: Prepared, unit: Any, counter: int) -> bytes:
+    from ingest._wire import Frame
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return prep.registry.encode(Frame(unit.profile, unit.device_id, counter, now, "ident", secret=unit.secret.encode()))
+
+
+# --- servers and services ---------------------------------------------------------------------
+class Service:
+    """``askug ingest serve`` as a child process."""
+
+    def __init__(self, dsn: str, *, mqtt_url: str | None, tcp_port: int, log: Path) -> None:
+        cmd = [ASKUG, "--dsn", dsn, "ingest", "serve", "--tcp-port", str(tcp_port), "--udp-port", "0",
+               "--rate", "1000000", "--no-downlink", "--stats-every", "3600", "--host", "127.0.0.1"]  # fmt: skip
+        if mqtt_url:
+            cmd += ["--mqtt", mqtt_url, "--client-id", f"bench-{os.getpid()}-{time.monotonic_ns()}"]
+        self.log = log
+        out = log.open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=out)
+        out.close()
+
+    def wait_ready(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ingest service exited: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"ingest service not ready ({text!r} not in its log)")
+
+    def stop(self) -> float:
+        peak = _vm_hwm_mb(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return peak
+
+
+def _fresh_store(admin: Any) -> tuple[Any, str, str]:
+    from warehouse._postgres import PostgresStore
+
+    name = admin.create(template=admin.migrated_template())
+    dsn = admin.dsn(name)
+    return PostgresStore(dsn), dsn, name
+
+
+# --- measurements -------------------------------------------------------------------------------
+def measure_copy(prep: Prepared, dsn: str) -> tuple[int, float]:
+    import polars as pl
+    import psycopg
+
+    received = dt.datetime.now(dt.UTC)
+    frame = pl.DataFrame(prep.rows, schema={"device_id": pl.String, "channel": pl.String, "ts": pl.Datetime("us", "UTC"), "value": pl.Float64}, orient="row")
+    frame = frame.with_columns(quality=pl.lit("valid"), received_at=pl.lit(received))
+    buf = io.BytesIO()
+    frame.write_csv(buf, include_header=False)
+    payload = buf.getvalue()
+    with psycopg.connect(dsn) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        t = time.perf_counter()
+        with con.cursor().copy("COPY readings (device_id, channel, ts, value, quality, received_at) FROM STDIN (FORMAT csv)") as copy:
+            for i in range(0, len(payload), 1 << 20):
+                copy.write(payload[i : i + (1 << 20)])
+        con.commit()
+        seconds = time.perf_counter() - t
+    return frame.height, seconds
+
+
+async def _tcp_session(host: str, port: int, frames: list[bytes]) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"".join(_LEN.pack(len(f)) + f for f in frames))
+    await writer.drain()
+    acks = 0
+    while acks < len(frames):
+        head = await reader.readexactly(4)
+        await reader.readexactly(_LEN.unpack(head)[0])
+        acks += 1
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return acks
+
+
+async def _tcp_all(host: str, port: int, sessions: list[list[bytes]], connections: int) -> int:
+    sem = asyncio.Semaphore(connections)
+
+    async def one(frames: list[bytes]) -> int:
+        async with sem:
+            return await _tcp_session(host, port, frames)
+
+    return sum(await asyncio.gather(*(one(s) for s in sessions)))
+
+
+def measure_tcp(prep: Prepared, dsn: str, tmp: Path, *, connections: int, daily: int) -> dict[str, float]:
+    from tests._servers import free_port
+
+    port = free_port()
+    svc = Service(dsn, mqtt_url=None, tcp_port=port, log=tmp / "tcp.log")
+    svc.wait_ready("service_ready")
+    sessions = [[_ident(prep, u, 10), *prep.frames[u.device_id]] for u in prep.fleet.units]
+    t = time.perf_counter()
+    asyncio.run(_tcp_all("127.0.0.1", port, sessions, connections))
+    seconds = time.perf_counter() - t
+    # daily sessions: one ident + one day frame per unit, each its own connection
+    sample = [u for u in prep.fleet.units if u.device_id in prep.day_frames][:daily]
+    day_sessions = [[_ident(prep, u, 800_000), prep.day_frames[u.device_id]] for u in sample]
+    t = time.perf_counter()
+    asyncio.run(_tcp_all("127.0.0.1", port, day_sessions, connections))
+    day_seconds = time.perf_counter() - t
+    peak = svc.stop()
+    return {"seconds": seconds, "peak_mb": peak, "daily_sessions": len(day_sessions), "daily_seconds": day_seconds}
+
+
+def measure_mqtt(prep: Prepared, dsn: str, store: Any, broker_url: str, port: int, tmp: Path, *, publishers: int) -> dict[str, float]:
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from ingest._stats import read_stats
+
+    svc = Service(dsn, mqtt_url=broker_url, tcp_port=0, log=tmp / "mqtt.log")
+    svc.wait_ready("mqtt_subscribed")
+    messages = [(u.device_id, raw) for u in prep.fleet.units for raw in prep.frames[u.device_id]]
+    chunks = [messages[i::publishers] for i in range(publishers)]
+
+    def publish(chunk: list[tuple[str, bytes]], k: int) -> None:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{k}")
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(0)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        infos = [c.publish(f"askug/up/{d}", raw, qos=1) for d, raw in chunk]
+        for i in infos:
+            i.wait_for_publish(120)
+        c.disconnect()
+        c.loop_stop()
+
+    t = time.perf_counter()
+    threads = [threading.Thread(target=publish, args=(ch, k)) for k, ch in enumerate(chunks)]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline and read_stats(store).received < len(messages):
+        time.sleep(0.1)
+    seconds = time.perf_counter() - t
+    for th in threads:
+        th.join()
+    peak = svc.stop()
+    return {"seconds": seconds, "peak_mb": peak, "messages": len(messages)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meters", type=int, default=2000, help="metering points to simulate (default 2000)")
+    parser.add_argument("--days", type=int, default=30, help="days of hourly archive per unit (default 30; ≥ 7)")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent TCP sessions (default 64)")
+    parser.add_argument("--publishers", type=int, default=2, help="MQTT publisher clients (default 2)")
+    parser.add_argument("--sessions", type=int, default=1000, help="daily sessions in the drain sample (default 1000)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100 meters × 7 days, 100 daily sessions")
+    args = parser.parse_args()
+    if args.quick:
+        args.meters, args.days, args.sessions, args.connections = 100, 7, 100, 16
+
+    from ingest import SimulationConfig, simulate
+    from tests._servers import MosquittoServer, PostgresServer
+    from tests.conftest import PgDatabases
+
+    tmp = Path(tempfile.mkdtemp(prefix="askug-bench-ingest-"))
+    pg = PostgresServer().start()
+    broker = MosquittoServer().start()
+    stores: list[Any] = []
+    try:
+        admin = PgDatabases(pg.dsn("postgres"))
+        t = time.perf_counter()
+        simulate(SimulationConfig(seed=5, meters=args.meters, days=max(7, args.days), faults=False), tmp / "sim")
+        prep = Prepared(tmp / "sim", units=None)
+        n_frames = sum(len(f) for f in prep.frames.values())
+        readings = len(prep.rows)
+        print(f"prepared {len(prep.fleet.units):,} units, {n_frames:,} frames, {readings:,} readings "
+              f"(+{prep.archive_rows:,} corrector archive records) in {time.perf_counter() - t:.1f} s")  # fmt: skip
+
+        copy_store, copy_dsn, _ = _fresh_store(admin)
+        stores.append(copy_store)
+        prep.register(copy_store)
+        rows, copy_s = measure_copy(prep, copy_dsn)
+
+        tcp_store, tcp_dsn, _ = _fresh_store(admin)
+        stores.append(tcp_store)
+        prep.register(tcp_store)
+        tcp = measure_tcp(prep, tcp_dsn, tmp, connections=args.connections, daily=args.sessions)
+        tcp_rows = tcp_store.count("readings")
+
+        mqtt_store, mqtt_dsn, _ = _fresh_store(admin)
+        stores.append(mqtt_store)
+        prep.register(mqtt_store)
+        mq = measure_mqtt(prep, mqtt_dsn, mqtt_store, broker.url, broker.port, tmp, publishers=args.publishers)
+        mqtt_rows = mqtt_store.count("readings")
+
+        copy_rate = rows / copy_s
+        tcp_rate = readings / tcp["seconds"]
+        mqtt_rate = readings / mq["seconds"]
+        sessions_per_s = tcp["daily_sessions"] / tcp["daily_seconds"] if tcp["daily_seconds"] else float("nan")
+        print()
+        print(f"{'path':<34}{'readings':>12}{'seconds':>10}{'readings/s':>14}{'vs COPY':>10}{'peak RSS MB':>13}")
+        print(f"{'raw COPY into readings (ceiling)':<34}{rows:>12,}{copy_s:>10.2f}{copy_rate:>14,.0f}{1.0:>10.2f}{'':>13}")
+        print(f"{'TCP ingest service':<34}{tcp_rows:>12,}{tcp['seconds']:>10.2f}{tcp_rate:>14,.0f}{tcp_rate / copy_rate:>10.2f}{tcp['peak_mb']:>13.0f}")
+        print(f"{'MQTT ingest service (Mosquitto)':<34}{mqtt_rows:>12,}{mq['seconds']:>10.2f}{mqtt_rate:>14,.0f}{mqtt_rate / copy_rate:>10.2f}{mq['peak_mb']:>13.0f}")
+        print()
+        print(f"daily sessions over TCP: {tcp['daily_sessions']:,} in {tcp['daily_seconds']:.2f} s = {sessions_per_s:,.0f} sessions/s;"
+              f" 100,000 units' daily sessions drain in ≈ {100_000 / sessions_per_s / 60:.1f} min (projected from this sample)")  # fmt: skip
+        print(f"goals: TCP ≥ 0.5 × COPY: {'met' if tcp_rate >= 0.5 * copy_rate else 'NOT met'} ({tcp_rate / copy_rate:.2f});"
+              f" MQTT ≥ 100,000 readings/s: {'met' if mqtt_rate >= 100_000 else 'NOT met'} ({mqtt_rate:,.0f})")  # fmt: skip
+        print(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; logs in {tmp}")
+        if tcp_rows != readings or mqtt_rows != readings:
+            print(f"WARNING: stored {tcp_rows:,} (TCP) / {mqtt_rows:,} (MQTT) readings of {readings:,} sent")
+    finally:
+        for s in stores:
+            with contextlib.suppress(Exception):
+                s.close()
+        broker.stop()
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+-- Schema version 7: metered hourly gas inflow of the network nodes (issue 4, gas balance).
+-- node_inflow is a time-series table like hourly_archive, so (as in 001) its storage
+-- differs between the variants and it is created by the variant part of this version,
+-- applied in the same transaction right after this file:
+--   warehouse/sql/timescale/007_inflow.sql       a hypertable (30-day chunks)
+--   warehouse/sql/postgres_plain/007_inflow.sql  monthly range partitions + DEFAULT
+-- Same columns and natural key (node_id, ts) as warehouse/sql/duckdb/007_inflow.sql.
+-- Nothing is shared by both variants, so this core part holds no statement.
