@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import polars as pl
 
 from analytics.errors import AnalyticsError
@@ -171,7 +172,12 @@ def edit_values(
 
 
 def write_changes(
-    store: Store, rows: pl.DataFrame, audit: pl.DataFrame, *, now: dt.datetime | None = None
+    store: Store,
+    rows: pl.DataFrame,
+    audit: pl.DataFrame,
+    *,
+    now: dt.datetime | None = None,
+    groups: np.ndarray | None = None,
 ) -> int:
     """Store changed hourly rows and their audit rows in one transaction.
 
@@ -182,6 +188,10 @@ def write_changes(
         whose hour is in ``rows`` is deleted first (one statement, not one per meter),
         so ``rows`` must hold every stored row of that meter × hour cross product,
         changed or not.
+    groups
+        Optional write group of each row: then the cross product is taken per group
+        (one delete-and-insert per group), so scattered changes need not rewrite the
+        meters' whole span; ``rows`` must hold each group's cross product.
     audit
         ``meter_id``, ``ts``, ``old_value``, ``new_value``, ``old_quality``,
         ``new_quality``, ``method``, ``reason``, ``changed_by``; ``audit_id``,
@@ -205,12 +215,17 @@ def write_changes(
         ),
         "audit_trail",
     )
-    where = {
-        "meter_id": data.get_column("meter_id").unique().to_list(),
-        "ts": data.get_column("ts").unique().sort().to_list(),
-    }
+    if groups is None:
+        parts = [data]
+    else:
+        parts = list(data.with_columns(pl.Series("_g", groups)).partition_by("_g", include_key=False))
     with store.transaction():
-        store.replace("hourly_archive", data, where=where)
+        for part in parts:
+            where = {
+                "meter_id": part.get_column("meter_id").unique().to_list(),
+                "ts": part.get_column("ts").unique().sort().to_list(),
+            }
+            store.replace("hourly_archive", part, where=where)
         if trail.height:
             store.write("audit_trail", trail)
     return trail.height

@@ -20,20 +20,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+import numpy as np
 import polars as pl
 
 from analytics._edit import check_meters, check_period, write_changes
-from analytics._estimate import EstimationParams, LongGapEstimator, estimate
+from analytics._estimate import ESTIMATES_SCHEMA, EstimationParams, LongGapEstimator, _estimate_grid
 from analytics._vee_rules import (
     FINDINGS_SCHEMA,
     UTC_TS,
     VeeRules,
+    _build_grid,
+    _Grid,
+    _lookup_codes,
+    _np_bool,
+    _null_index,
+    _place,
+    _ts_us,
+    _validate_grid,
     complete_grid,
     flagged_intervals,
-    validate,
 )
 from analytics.errors import AnalyticsError
-from warehouse import TABLES, Store, load_meter_temperature
+from warehouse import TABLES, Store
 
 Level = Literal["meter", "branch", "company"]
 LEVELS: Final = ("meter", "branch", "company")
@@ -150,6 +158,7 @@ def run_vee(
         pl.col("meter_id").is_not_null()
     )
     expected = _expected(store, start, end)
+    stations = _stations(store, meters)
     findings: dict[str, int] = {}
     estimates: dict[str, int] = {}
     marked = audit_rows = intervals = validated = 0
@@ -162,7 +171,8 @@ def run_vee(
         if hourly.height:
             validated += hourly.get_column("meter_id").n_unique()
             out = _vee_batch(
-                store, hourly, batch, meters=meters, devices=devices, expected=expected, start=start,
+                store, hourly, batch, meters=meters, devices=devices, stations=stations, expected=expected,
+                start=start,
                 end=end, rules=rules, params=params, user=user, estimate_values=estimate_values,
                 long_gap=long_gap, long_gap_method=long_gap_method, found_at=found_at,
             )
@@ -223,6 +233,7 @@ def _vee_batch(
     *,
     meters: pl.DataFrame,
     devices: pl.DataFrame,
+    stations: pl.DataFrame,
     expected: pl.DataFrame | None,
     start: dt.datetime | None,
     end: dt.datetime | None,
@@ -234,72 +245,50 @@ def _vee_batch(
     long_gap_method: str,
     found_at: dt.datetime,
 ) -> _BatchResult:
+    """VEE of one batch of meters: one grid, every rule, estimates, one transaction of writes."""
     lo = start or hourly.get_column("ts").min()
     hi = end or (hourly.get_column("ts").max() + dt.timedelta(hours=1))  # type: ignore[operator]
     assert isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)
-    outdoor = load_meter_temperature(store, meter_ids=batch, start=lo, end=hi)
-    dev = devices.filter(pl.col("meter_id").is_in(batch))
-    registers = deliveries = daily = None
-    if dev.height:
-        raw = store.read(
-            "readings",
-            start=lo - dt.timedelta(hours=1),
-            end=hi + dt.timedelta(hours=1),
-            where={"device_id": dev.get_column("device_id").to_list(), "channel": ["volume_register_m3"]},
-            columns=["device_id", "ts", "value", "received_at"],
-        ).join(dev, on="device_id")
-        if raw.height:
-            registers = raw.select("meter_id", "ts", pl.col("value").alias("register_m3"), "counter_modulus_m3")
-            deliveries = raw.select("meter_id", "ts", "value", "received_at").filter(
-                (pl.col("ts") >= lo) & (pl.col("ts") < hi)
-            )
-        if "device_daily_archive" in TABLES:
-            dd = store.read(
-                "device_daily_archive", start=lo, end=hi,
-                where={"device_id": dev.get_column("device_id").to_list()},
-                columns=["device_id", "ts", "volume_m3"],
-            )
-            if dd.height:
-                daily = dd.join(dev.select("device_id", "meter_id"), on="device_id").select("meter_id", "ts", "volume_m3")
-    exp = expected.filter(pl.col("meter_id").is_in(batch)) if expected is not None else None
-    found = validate(
-        hourly, rules=rules, outdoor=outdoor, expected=exp,
-        meters=meters.filter(pl.col("meter_id").is_in(batch)),
-        registers=registers, daily=daily, deliveries=deliveries, start=start, end=end,
+    g = _build_grid(hourly, every=rules.every, start=start, end=end)
+    extra = [_outdoor_on_grid(store, g, stations, lo, hi)]
+    if expected is not None:
+        exp = expected.filter(pl.col("meter_id").is_in(pl.Series(batch).implode()))
+        if exp.height:
+            extra.append(_place(g, exp, "expected_m3", "expected_m3"))
+    g = g.with_frame(g.frame.with_columns(extra))
+    registers, deliveries, daily = _device_inputs(store, devices, batch, lo, hi)
+    found = _validate_grid(
+        g, rules=rules, meters=meters.filter(pl.col("meter_id").is_in(pl.Series(batch).implode())),
+        registers=registers, daily=daily, deliveries=deliveries,
     )
     result = _BatchResult(findings={str(r): int(n) for r, n in found.group_by("rule").len().iter_rows()})
+    result.intervals = g.frame.height
     flags = flagged_intervals(found, every=rules.every)
-    grid = complete_grid(hourly, every=rules.every, start=start, end=end)
-    result.intervals = grid.height
-    if outdoor.height:
-        grid = grid.join(
-            outdoor.rename({"temperature_c": "outdoor_c"}).unique(subset=["meter_id", "ts"], keep="first"),
-            on=["meter_id", "ts"], how="left",
-        )
     est = (
-        estimate(grid, flags, every=rules.every, params=params, long_gap=long_gap, long_gap_method=long_gap_method)
+        _estimate_grid(g, flags, params=params, long_gap=long_gap, long_gap_method=long_gap_method,
+                       registers=registers)
         if estimate_values
-        else pl.DataFrame(schema={"meter_id": pl.String, "ts": UTC_TS, "volume_m3": pl.Float64,
-                                  "method": pl.String, "old_volume_m3": pl.Float64, "old_quality": pl.String,
-                                  "reason": pl.String})
+        else pl.DataFrame(schema=ESTIMATES_SCHEMA)
     )
     result.estimates = {str(k): int(v) for k, v in est.group_by("method").len().iter_rows()}
     # Hours to mark suspect: flagged, currently valid, and not estimated now.
-    marks = (
-        flags.filter(pl.col("quality") == "suspect")
-        .select("meter_id", "ts")
-        .unique()
-        .join(est.select("meter_id", "ts"), on=["meter_id", "ts"], how="anti")
-        .join(hourly.filter(pl.col("quality") == "valid").select("meter_id", "ts"), on=["meter_id", "ts"], how="semi")
-    )
-    result.marked = marks.height
-    changed_keys = pl.concat([est.select("meter_id", "ts"), marks]).unique()
+    n = g.frame.height
+    mark = np.zeros(n, dtype=bool)
+    sus = flags.filter(pl.col("quality") == "suspect")
+    pos = g.instants(sus.get_column("meter_id"), sus.get_column("ts"))
+    mark[pos[pos >= 0]] = True
+    est_pos = g.instants(est.get_column("meter_id"), est.get_column("ts"))
+    mark[est_pos[est_pos >= 0]] = False
+    if "quality" in g.frame.columns:
+        mark &= _np_bool(g.frame, pl.col("present") & (pl.col("quality") == "valid"))
+    else:
+        mark &= _np_bool(g.frame, pl.col("present"))
+    result.marked = int(mark.sum())
     stored_findings = found.with_columns(pl.lit(found_at).cast(UTC_TS).alias("found_at"))
     with store.transaction():
         if found.height:
             store.write("vee_findings", stored_findings)
-        if changed_keys.height:
-            rows = _changed_rows(hourly, est, marks, changed_keys)
+        if est.height or result.marked:
             audit = est.select(
                 "meter_id",
                 "ts",
@@ -311,39 +300,144 @@ def _vee_batch(
                 pl.format("VEE: {}", pl.col("reason")).alias("reason"),
                 pl.lit(user).alias("changed_by"),
             )
-            result.audit_rows = write_changes(store, rows, audit)
-            ts = changed_keys.get_column("ts")
+            rows, groups = _changed_rows(g, est, est_pos, mark)
+            result.audit_rows = write_changes(store, rows, audit, groups=groups)
+            ts = rows.get_column("ts")
             t0, t1 = ts.min(), ts.max()
             assert isinstance(t0, dt.datetime) and isinstance(t1, dt.datetime)
             result.changed = (t0, t1 + dt.timedelta(hours=1))
     return result
 
 
-def _changed_rows(
-    hourly: pl.DataFrame, est: pl.DataFrame, marks: pl.DataFrame, changed: pl.DataFrame
-) -> pl.DataFrame:
-    """Every archive row of the changed meters × changed hours, with the changes applied.
-
-    :func:`write_changes` replaces the whole meter × hour cross product in one
-    statement, so unchanged rows inside it are written back as they were.
-    """
-    meters = changed.get_column("meter_id").unique().implode()
-    hours = changed.get_column("ts").unique().implode()
-    base = hourly.filter(pl.col("meter_id").is_in(meters) & pl.col("ts").is_in(hours))
-    keys = pl.concat([base.select("meter_id", "ts"), est.select("meter_id", "ts")]).unique()
-    rows = (
-        keys.join(base, on=["meter_id", "ts"], how="left")
-        .join(est.select("meter_id", "ts", pl.col("volume_m3").alias("_est")), on=["meter_id", "ts"], how="left")
-        .join(marks.with_columns(pl.lit(True).alias("_mark")), on=["meter_id", "ts"], how="left")
+def _stations(store: Store, meters: pl.DataFrame) -> pl.DataFrame:
+    """``meter_id`` → ``weather_station`` (its branch's station; null if none)."""
+    branches = store.read("branches", columns=["branch_id", "weather_station"])
+    return meters.select("meter_id", "branch_id").join(branches, on="branch_id", how="left").select(
+        "meter_id", "weather_station"
     )
-    return rows.with_columns(
-        pl.when(pl.col("_est").is_not_null()).then(pl.col("_est")).otherwise(pl.col("volume_m3")).alias("volume_m3"),
-        pl.when(pl.col("_est").is_not_null()).then(pl.lit("estimated"))
-        .when(pl.col("_mark").fill_null(False)).then(pl.lit("suspect"))
-        .otherwise(pl.col("quality")).alias("quality"),
-        pl.when(pl.col("_est").is_not_null()).then(pl.lit("estimate"))
-        .otherwise(pl.col("source")).alias("source"),
-    ).drop("_est", "_mark")
+
+
+def _outdoor_on_grid(
+    store: Store, g: _Grid, stations: pl.DataFrame, lo: dt.datetime, hi: dt.datetime
+) -> pl.Series:
+    """Outdoor temperature of each grid row: its branch station's hourly value (null if none).
+
+    The same values as :func:`warehouse.load_meter_temperature`, placed by arithmetic
+    (station row + hour offset) instead of a meter × hour join: the station series are
+    read once per batch and put on their own complete grid over ``[lo, hi)``.
+    """
+    n = g.frame.height
+    per_meter = pl.DataFrame({"meter_id": g.names}).join(stations, on="meter_id", how="left", maintain_order="left")
+    names = per_meter.get_column("weather_station").drop_nulls().unique().sort()
+    if names.len() == 0:
+        return pl.Series("outdoor_c", [None] * n, dtype=pl.Float64)
+    weather = store.read("weather", start=lo, end=hi, where={"station_id": names.to_list()},
+                         columns=["station_id", "ts", "temperature_c"])
+    if weather.height == 0:
+        return pl.Series("outdoor_c", [None] * n, dtype=pl.Float64)
+    w = _build_grid(weather.rename({"station_id": "meter_id"}), every="1h", start=lo, end=hi)
+    st = _lookup_codes(per_meter.get_column("weather_station").fill_null(""), w.names)
+    codes = g.codes()
+    sc = st[codes]
+    rel = _ts_us(g.frame.get_column("ts")) - w.lo[0]
+    k = rel // w.step_us
+    ok = (sc >= 0) & (rel >= 0) & (rel % w.step_us == 0) & (k < w.counts[0])
+    src = np.where(ok, w.offset[np.where(sc >= 0, sc, 0)] + k, -1)
+    return w.frame.get_column("temperature_c").gather(_null_index(src)).alias("outdoor_c")
+
+
+def _device_inputs(
+    store: Store, devices: pl.DataFrame, batch: list[str], lo: dt.datetime, hi: dt.datetime
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None, pl.DataFrame | None]:
+    """Registers, raw deliveries and the device daily archive of the batch's meters."""
+    dev = devices.filter(pl.col("meter_id").is_in(pl.Series(batch).implode())).sort("device_id")
+    if dev.height == 0:
+        return None, None, None
+    registers = deliveries = daily = None
+    ids = dev.get_column("device_id")
+    raw = store.read(
+        "readings",
+        start=lo - dt.timedelta(hours=1),
+        end=hi + dt.timedelta(hours=1),
+        where={"device_id": ids.to_list(), "channel": ["volume_register_m3"]},
+        columns=["device_id", "ts", "value", "received_at"],
+    )
+    if raw.height:
+        # device → meter by runs of one device (the rows come sorted by device), not a join.
+        idx = _null_index(_lookup_codes(raw.get_column("device_id"), ids))
+        raw = raw.select(
+            dev.get_column("meter_id").gather(idx).alias("meter_id"), "ts", "value", "received_at",
+            dev.get_column("counter_modulus_m3").cast(pl.Float64).gather(idx).alias("counter_modulus_m3"),
+        ).filter(pl.col("meter_id").is_not_null())
+        registers = raw.select("meter_id", "ts", pl.col("value").alias("register_m3"), "counter_modulus_m3")
+        deliveries = raw.select("meter_id", "ts", "value", "received_at").filter(
+            (pl.col("ts") >= lo) & (pl.col("ts") < hi)
+        )
+    if "device_daily_archive" in TABLES:
+        dd = store.read("device_daily_archive", start=lo, end=hi, where={"device_id": ids.to_list()},
+                        columns=["device_id", "ts", "volume_m3"])
+        if dd.height:
+            daily = dd.join(dev.select("device_id", "meter_id"), on="device_id").select("meter_id", "ts", "volume_m3")
+    return registers, deliveries, daily
+
+
+#: Cost of one replace statement in rows rewritten (statement overhead ÷ per-row cost).
+_STATEMENT_ROWS: Final = 20_000
+
+
+def _changed_rows(
+    g: _Grid, est: pl.DataFrame, est_pos: np.ndarray, mark: np.ndarray
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """Archive rows to rewrite and the write group of each, with the changes applied.
+
+    :func:`write_changes` replaces, per group, every stored row whose meter *and* hour
+    are among the group's changed meters and hours, so the rows hold that whole cross
+    product, changed or not.  Changed hours are scattered over the year: one group for
+    the batch would rewrite nearly all of it, one group per meter costs a statement
+    each.  Groups of ``k`` consecutive changed meters minimise statements × overhead +
+    rewritten rows, with ``k ≈ √(statement cost ÷ changed hours per meter)``.
+    """
+    n = g.frame.height
+    changed = mark.copy()
+    ok = est_pos[est_pos >= 0]
+    changed[ok] = True
+    codes = g.codes()
+    rows_changed = np.flatnonzero(changed)
+    meters_changed = np.unique(codes[rows_changed])
+    per_meter = max(1.0, rows_changed.size / max(1, meters_changed.size))
+    k = int(max(1, min(meters_changed.size, round((_STATEMENT_ROWS / per_meter) ** 0.5))))
+    group_of_meter = np.full(g.meters, -1, dtype=np.int64)
+    group_of_meter[meters_changed] = np.arange(meters_changed.size) // k
+    # Hour index of every row on one clock (the grid step), for "hour changed in group".
+    ts = _ts_us(g.frame.get_column("ts"))
+    hour = (ts - ts.min()) // g.step_us if n else ts
+    grp_row = group_of_meter[codes]
+    in_group = grp_row >= 0
+    span = int(hour.max()) + 1 if n else 1
+    hit = np.zeros((int(group_of_meter.max()) + 1) * span, dtype=bool)
+    hit[grp_row[rows_changed] * span + hour[rows_changed]] = True
+    touched = in_group & hit[np.where(in_group, grp_row * span + hour, 0)]
+    rows = np.flatnonzero(touched & (_np_bool(g.frame, pl.col("present")) | changed))
+    fr = g.frame[pl.Series(rows)]
+    new_vol = np.full(n, np.nan)
+    is_est = np.zeros(n, dtype=bool)
+    if ok.size:
+        new_vol[ok] = est.get_column("volume_m3").to_numpy()[est_pos >= 0]
+        is_est[ok] = True
+    quality = pl.col("quality") if "quality" in fr.columns else pl.lit("valid")
+    source = pl.col("source") if "source" in fr.columns else pl.lit("register")
+    out = fr.with_columns(
+        pl.Series("_est", is_est[rows]), pl.Series("_new", new_vol[rows]), pl.Series("_mark", mark[rows]),
+    ).select(
+        g.names.gather(fr.get_column("_m")).alias("meter_id"),
+        "ts",
+        pl.when("_est").then(pl.col("_new")).otherwise(pl.col("volume_m3")).alias("volume_m3"),
+        *[c for c in ("volume_work_m3", "pressure_kpa", "temperature_c") if c in fr.columns],
+        pl.when("_est").then(pl.lit("estimated")).when("_mark").then(pl.lit("suspect"))
+        .otherwise(quality).alias("quality"),
+        pl.when("_est").then(pl.lit("estimate")).otherwise(source).alias("source"),
+    )
+    return out, grp_row[rows]
 
 
 # --- the VEE report ---------------------------------------------------------------------

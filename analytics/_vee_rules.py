@@ -393,18 +393,20 @@ def _build_grid(
     pos = offset[safe] + k
     m = np.repeat(np.arange(lo.size, dtype=np.uint32), counts)
     rest = data.drop("meter_id", "ts")
+    had = "present" in rest.columns  # a grid made earlier: keep what it says is absent
     if total == n and bool(ok.all()):
         body = rest  # nothing absent: the sorted rows are the grid
-        present = pl.repeat(True, total, eager=True)
+        present = rest.get_column("present") if had else pl.repeat(True, total, eager=True)
         grid_ts = data.get_column("ts")
     else:
         src = np.full(total, -1, dtype=np.int64)
         src[pos[ok]] = np.flatnonzero(ok)
         idx = _null_index(src)  # −1 → null: an absent interval
         body = rest.select(pl.all().gather(idx)) if rest.width else pl.DataFrame(height=total)
-        present = pl.Series(src >= 0)
+        present = body.get_column("present").fill_null(False) if had else pl.Series(src >= 0)
         within = np.arange(total, dtype=np.int64) - np.repeat(offset[:-1], counts)
         grid_ts = _from_us(np.repeat(lo, counts) + within * step)
+    body = body.drop("present", strict=False)
     out = pl.DataFrame([pl.Series("_m", m), grid_ts.alias("ts")]).hstack(body).with_columns(
         present.alias("present")
     )
@@ -440,18 +442,22 @@ def complete_grid(
 
 def _place(g: _Grid, frame: pl.DataFrame, value: str, alias: str) -> pl.Series:
     """``frame[value]`` placed on the grid rows by ``(meter_id, ts)`` (first wins; null elsewhere)."""
-    pos = g.instants(frame.get_column("meter_id"), frame.get_column("ts"))
-    ok = pos >= 0
+    p, rows = _first_wins(g.instants(frame.get_column("meter_id"), frame.get_column("ts")))
     src = np.full(g.frame.height, -1, dtype=np.int64)
-    rows = np.flatnonzero(ok)
-    p = pos[ok]
+    src[p] = rows
+    return _gather_nullable(frame.get_column(value), src).alias(alias)
+
+
+def _first_wins(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct grid positions (``pos >= 0``) and the first input row that maps to each."""
+    rows = np.flatnonzero(pos >= 0)
+    p = pos[rows]
     if p.size > 1 and not bool((np.diff(p) > 0).all()):
-        order = np.argsort(p, kind="stable")  # first occurrence of a repeated row wins
+        order = np.argsort(p, kind="stable")
         p, rows = p[order], rows[order]
         first = np.concatenate([[True], np.diff(p) != 0])
         p, rows = p[first], rows[first]
-    src[p] = rows
-    return _gather_nullable(frame.get_column(value), src).alias(alias)
+    return p, rows
 
 
 def _null_index(src: np.ndarray) -> pl.Series:

@@ -6,7 +6,7 @@ predictions follow the ``forecasts`` contract (UTC ``ts``, m³ at standard condi
 80 % prediction interval).  :func:`run_forecasts` does the whole round trip on a store.
 """
 
-from forecasting._auto import AutoForecaster, auto
+from forecasting._auto import AutoForecaster, TrackRecordChoice, auto, choose_by_track_record
 from forecasting._backtest import (
     DAY_AHEAD_HOURLY,
     MONTH_AHEAD_DAILY,
@@ -85,12 +85,14 @@ __all__ = [
     "Scenario",
     "SeasonalNaive",
     "StandardLoadProfile",
+    "TrackRecordChoice",
     "UnknownMeterError",
     "UnknownScenarioError",
     "WeekdayHourMean",
     "aggregate",
     "auto",
     "backtest",
+    "choose_by_track_record",
     "coverage",
     "interval_width",
     "known_scenarios",

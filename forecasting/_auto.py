@@ -3,15 +3,17 @@ with conformally re-calibrated 80 % intervals."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Final, Literal
 
 import numpy as np
 import polars as pl
 
 from forecasting._backtest import BacktestResult, backtest, model_names
-from forecasting._base import Forecaster
+from forecasting._base import Forecaster, check_instant
 from forecasting._metrics import naive_scale, score
 from forecasting.errors import (
     InsufficientHistoryError,
@@ -450,3 +452,185 @@ def _coverages(frame: pl.DataFrame, factor: float) -> tuple[float, float]:
     if need.size == 0:
         return float("nan"), float("nan")
     return float(np.mean(need <= 1.0)), float(np.mean(need <= factor))
+
+
+# --- choosing by the track record of stored forecasts ------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackRecordChoice:
+    """Per metering point, the model whose past forecasts were best, with a width factor.
+
+    Made by :func:`choose_by_track_record`; :meth:`apply` turns the candidates' new
+    forecasts into one forecast per meter.
+
+    Attributes
+    ----------
+    choice : dict of str to str
+        Metering point → chosen model name.
+    scores : polars.DataFrame
+        ``meter_id``, ``model``, ``mae``, ``mase`` (null without a seasonal-naive
+        scale), on the steps every model of that meter forecast, and ``steps``.
+    calibration : polars.DataFrame
+        ``model``, ``factor``, ``steps``, ``coverage_before``, ``coverage_after``: the
+        split-conformal width factor of each chosen model (as in
+        :class:`AutoForecaster`), fitted on the meters that chose it.
+    """
+
+    choice: dict[str, str]
+    scores: pl.DataFrame
+    calibration: pl.DataFrame
+
+    def apply(self, forecasts: pl.DataFrame) -> pl.DataFrame:
+        """The chosen model's rows per meter, intervals re-scaled by its factor.
+
+        ``forecasts``: the candidates' new forecasts — ``model``, ``meter_id``, ``ts``,
+        ``volume_m3``, ``volume_m3_lo_80``, ``volume_m3_hi_80`` (other columns are kept).
+        Meters without a choice are dropped; the ``model`` column becomes ``"auto"`` and
+        the chosen model is kept in ``chosen_model``.
+        """
+        _require(forecasts, ("model", "meter_id", "ts", *_BAND), "forecasts")
+        choice = pl.DataFrame(
+            {"meter_id": list(self.choice), "chosen_model": list(self.choice.values())},
+            schema={"meter_id": pl.String, "chosen_model": pl.String},
+        )
+        factors = self.calibration.select(
+            pl.col("model").alias("chosen_model"), pl.col("factor").alias("_f")
+        )
+        y = pl.col("volume_m3")
+        return (
+            forecasts.join(choice, on="meter_id", how="inner")
+            .filter(pl.col("model") == pl.col("chosen_model"))
+            .join(factors, on="chosen_model", how="left")
+            .with_columns(
+                pl.lit(AutoForecaster.alias).alias("model"),
+                (y - pl.col("_f").fill_null(1.0) * (y - pl.col("volume_m3_lo_80"))).alias(
+                    "volume_m3_lo_80"
+                ),
+                (y + pl.col("_f").fill_null(1.0) * (pl.col("volume_m3_hi_80") - y)).alias(
+                    "volume_m3_hi_80"
+                ),
+            )
+            .drop("_f")
+        )
+
+
+_BAND: Final = ("volume_m3", "volume_m3_lo_80", "volume_m3_hi_80")
+
+
+def _require(frame: pl.DataFrame, columns: Sequence[str], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(
+            f"{name}: missing column(s) {missing}; expected {list(columns)} "
+            f"(the forecasts table's columns, with the candidate's name in 'model')"
+        )
+
+
+def choose_by_track_record(
+    track: pl.DataFrame,
+    consumption: pl.DataFrame,
+    *,
+    as_of: dt.datetime,
+    freq: Literal["hour", "day"] = "hour",
+    level: float = 0.8,
+    calibrate: bool = True,
+) -> TrackRecordChoice:
+    """Choose a model per metering point from the candidates' past forecasts.
+
+    Where :class:`AutoForecaster` refits every candidate on rolling windows to see how
+    each would have done, a system that forecasts every day already has that record:
+    the forecasts it stored (the warehouse's ``forecasts`` table keeps each model's
+    rows with their cutoff).  This function scores them against what was then metered
+    and picks, per meter, the candidate with the lowest MASE on the steps every
+    candidate forecast for that meter; each chosen model's 80 % interval gets the
+    split-conformal width factor of :class:`AutoForecaster` (pooled over the meters
+    that chose it, or over all its meters when those have fewer than
+    :data:`MIN_CALIBRATION_STEPS` scored steps).
+
+    Parameters
+    ----------
+    track
+        Past forecasts: ``model``, ``cutoff`` (or ``origin``), ``meter_id``, ``ts``,
+        ``volume_m3``, ``volume_m3_lo_80``, ``volume_m3_hi_80``.  Only rows with
+        ``ts < as_of`` (already metered) and ``cutoff <= ts`` (true forecasts, not
+        backcasts) are scored.
+    consumption
+        Metered consumption (``meter_id``, ``ts``, ``volume_m3``, ``quality``); only
+        ``valid`` rows count.  The MASE scale is the seasonal-naive MAE of the history
+        before the track record's first cutoff.
+    as_of
+        The instant of the choice (UTC): nothing at or after it is looked at.
+    freq
+        ``"hour"`` or ``"day"``.
+    level
+        Interval coverage the width factor aims at.
+    calibrate
+        ``False`` keeps the models' own intervals (factor 1).
+    """
+    origin_col = "cutoff" if "cutoff" in track.columns else "origin"
+    _require(track, ("model", origin_col, "meter_id", "ts", *_BAND), "track")
+    as_of = check_instant(as_of, "as_of", freq)
+    actual = consumption.filter(
+        (pl.col("quality") == "valid") & pl.col("volume_m3").is_not_null() & (pl.col("ts") < as_of)
+    ).select("meter_id", "ts", pl.col("volume_m3").alias("actual_m3"))
+    scored = (
+        track.rename({origin_col: "origin"})
+        .filter((pl.col("ts") < as_of) & (pl.col("ts") >= pl.col("origin")))
+        .join(actual, on=["meter_id", "ts"], how="inner")
+    )
+    if scored.height == 0:
+        raise InsufficientHistoryError(
+            f"choose_by_track_record: no past forecast before {as_of.isoformat()} has a "
+            f"metered value to be scored against; store a few days of each candidate's "
+            f"forecasts first (or use AutoForecaster, which backtests)"
+        )
+    first = scored.get_column("origin").min()
+    assert isinstance(first, dt.datetime)
+    scale = naive_scale(consumption.filter(pl.col("ts") < first), freq=freq)
+    key = ["meter_id", "origin", "ts"]
+    per_meter = scored.group_by("meter_id").agg(pl.col("model").n_unique().alias("_k"))
+    common = (
+        scored.group_by(key)
+        .agg(pl.col("model").n_unique().alias("_c"))
+        .join(per_meter, on="meter_id")
+        .filter(pl.col("_c") == pl.col("_k"))
+        .select(key)
+    )
+    scores = (
+        scored.join(common, on=key, how="semi")
+        .join(scale.select("meter_id", "scale_m3"), on="meter_id", how="left")
+        .group_by("meter_id", "model")
+        .agg(
+            (pl.col("volume_m3") - pl.col("actual_m3")).abs().mean().alias("mae"),
+            pl.col("scale_m3").first().alias("_scale"),
+            pl.len().alias("steps"),
+        )
+        # Within one meter MASE ranks as MAE does (one scale): rank by MAE, so a meter
+        # with too short a history for the seasonal-naive scale is still ranked.
+        .with_columns((pl.col("mae") / pl.col("_scale")).alias("mase"))
+        .drop("_scale")
+        .sort("meter_id", "mae", "model", nulls_last=True)
+    )
+    best = scores.group_by("meter_id", maintain_order=True).first()
+    choice = dict(zip(best.get_column("meter_id"), best.get_column("model"), strict=True))
+    rows: list[tuple[str, float, int, float, float]] = []
+    chosen = best.select("meter_id", pl.col("model").alias("_chosen"))
+    for name in sorted(set(choice.values())):
+        own = scored.filter(pl.col("model") == name)
+        mine = own.join(chosen.filter(pl.col("_chosen") == name), on="meter_id", how="semi")
+        base = mine if mine.height >= MIN_CALIBRATION_STEPS else own
+        factor = _conformal_factor(base, level) if calibrate else 1.0
+        rows.append((name, factor, base.height, *_coverages(base, factor)))
+    calibration = pl.DataFrame(
+        rows,
+        schema={
+            "model": pl.String,
+            "factor": pl.Float64,
+            "steps": pl.Int64,
+            "coverage_before": pl.Float64,
+            "coverage_after": pl.Float64,
+        },
+        orient="row",
+    )
+    return TrackRecordChoice(dict(sorted(choice.items())), scores, calibration)

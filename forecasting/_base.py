@@ -516,6 +516,75 @@ def row_keys(code: np.ndarray, hour: np.ndarray) -> np.ndarray:
     return key
 
 
+def meters_in(frame: pl.DataFrame) -> pl.Series:
+    """The distinct ``meter_id`` of a frame (from runs of equal values: cheap on a
+    frame sorted by meter, which the base class hands the hooks)."""
+    values, _ = _meter_runs(frame)
+    return values.unique().alias("meter_id")
+
+
+def usable_rows(consumption: pl.DataFrame) -> np.ndarray | None:
+    """Boolean mask of the rows with a ``valid`` non-null, non-NaN ``volume_m3``, or
+    ``None`` when every row is (the usual case; no mask to apply)."""
+    vol = pl.col("volume_m3")
+    ok = consumption.select(
+        (vol.is_not_null() & vol.is_not_nan() & (pl.col("quality") == "valid"))
+        .fill_null(False)
+        .alias("ok")
+    ).to_series()
+    return None if bool(ok.all()) else np.asarray(ok.to_numpy(), dtype=bool)
+
+
+def valid_temperature(temperature: pl.DataFrame) -> pl.DataFrame:
+    """The rows with a non-null, non-NaN ``temperature_c`` (the frame itself when all are)."""
+    tc = temperature.get_column("temperature_c")
+    if tc.null_count() == 0 and not bool(tc.is_nan().any()):
+        return temperature
+    return temperature.filter(
+        pl.col("temperature_c").is_not_null() & pl.col("temperature_c").is_not_nan()
+    )
+
+
+def group_quantiles(
+    values: np.ndarray, group: np.ndarray, n_groups: int, quantiles: tuple[float, ...]
+) -> tuple[np.ndarray, ...]:
+    """Per-group quantiles with linear interpolation (as Polars' ``quantile(q,
+    interpolation="linear")``: ``lo + (hi - lo) * frac`` at position ``q * (count - 1)``
+    of the sorted values); ``NaN`` for a group without values.
+
+    ``group`` holds integer group ids in ``[0, n_groups)``.  Rows grouped contiguously
+    and in order (as the models produce them) are not sorted; groups of equal size
+    are partitioned as one matrix, others one ``np.partition`` per group.
+    """
+    out = tuple(np.full(n_groups, np.nan) for _ in quantiles)
+    if values.size == 0:
+        return out
+    counts = np.bincount(group, minlength=n_groups)
+    if bool((group[1:] < group[:-1]).any()):
+        order = np.argsort(group, kind="stable")
+        values, group = values[order], group[order]
+    present = np.flatnonzero(counts)
+    sizes = counts[present]
+    if sizes.min() == sizes.max():
+        size = int(sizes[0])
+        pos = [q * (size - 1) for q in quantiles]
+        kth = sorted({k for p in pos for k in (int(np.floor(p)), int(np.ceil(p)))})
+        part = np.partition(values.reshape(present.size, size), kth, axis=1)
+        for res, p in zip(out, pos, strict=True):
+            lo, hi = int(np.floor(p)), int(np.ceil(p))
+            res[present] = part[:, lo] + (part[:, hi] - part[:, lo]) * (p - lo)
+        return out
+    ends = np.cumsum(sizes)
+    for g, size, end in zip(present, sizes, ends, strict=True):
+        pos = [q * (int(size) - 1) for q in quantiles]
+        kth = sorted({k for p in pos for k in (int(np.floor(p)), int(np.ceil(p)))})
+        part = np.partition(values[end - size : end], kth)
+        for res, p in zip(out, pos, strict=True):
+            lo, hi = int(np.floor(p)), int(np.ceil(p))
+            res[g] = part[lo] + (part[hi] - part[lo]) * (p - lo)
+    return out
+
+
 def check_instant(value: dt.datetime, what: str, freq: Freq = "hour") -> dt.datetime:
     if not isinstance(value, dt.datetime):
         raise InvalidInputError(

@@ -30,7 +30,17 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import polars as pl
 
-from forecasting._base import STEP, Forecaster, Freq, encode, row_keys
+from forecasting._base import (
+    STEP,
+    Forecaster,
+    Freq,
+    encode,
+    group_quantiles,
+    meters_in,
+    row_keys,
+    usable_rows,
+    valid_temperature,
+)
 from forecasting.errors import InsufficientHistoryError, InvalidParameterError
 
 #: Candidate balance-point temperatures (°C) of the grid search.
@@ -188,19 +198,14 @@ class HeatingDegreeRegression(Forecaster):
 
     # --- fit ----------------------------------------------------------------------------
     def _fit(self, consumption: pl.DataFrame, temperature: pl.DataFrame) -> None:
-        temperature = temperature.filter(
-            pl.col("temperature_c").is_not_null() & pl.col("temperature_c").is_not_nan()
-        )
+        # The base class hands frames sorted by (meter_id, ts): meters and codes come
+        # from runs of equal meter_id, and rows are filtered as numpy masks, not frames.
+        temperature = valid_temperature(temperature)
         window = self._window()
         tail_from = self.cutoff_ - (window - 1) * STEP[self.freq]
         self.temperature_tail_ = temperature.filter(pl.col("ts") >= tail_from)
-        in_consumption = consumption.get_column("meter_id").unique()
-        names = (
-            pl.concat([in_consumption, temperature.get_column("meter_id").unique()])
-            .unique()
-            .sort()
-            .to_list()
-        )
+        in_consumption = meters_in(consumption)
+        names = pl.concat([in_consumption, meters_in(temperature)]).unique().sort().to_list()
 
         # Smoothed temperature of every (meter, hour), aligned to the usable consumption rows.
         t_code, t_hour = encode(temperature, names, freq=self.freq)
@@ -209,13 +214,11 @@ class HeatingDegreeRegression(Forecaster):
             temperature.get_column("temperature_c").to_numpy(),
             window,
         )
-        usable = consumption.filter(
-            pl.col("volume_m3").is_not_null()
-            & pl.col("volume_m3").is_not_nan()
-            & (pl.col("quality") == "valid")
-        )
-        c_code, c_hour = encode(usable, names, freq=self.freq)
-        y = usable.get_column("volume_m3").to_numpy()
+        c_code, c_hour = encode(consumption, names, freq=self.freq)
+        y = consumption.get_column("volume_m3").to_numpy()
+        usable = usable_rows(consumption)
+        if usable is not None:
+            c_code, c_hour, y = c_code[usable], c_hour[usable], y[usable]
         c_key = row_keys(c_code, c_hour)
         if np.array_equal(c_key, t_key):  # the usual case: same meters and hours
             ts = t_smooth
@@ -224,8 +227,8 @@ class HeatingDegreeRegression(Forecaster):
             hit = t_key[pos] == c_key if t_key.size else np.zeros(c_code.size, dtype=bool)
             c_code, c_hour, y, ts = c_code[hit], c_hour[hit], y[hit], t_smooth[pos[hit]]
 
-        hours_per = np.bincount(c_code, minlength=len(names))
-        has_temp = np.bincount(t_code, minlength=len(names)) > 0
+        hours_per = _counts(c_code, len(names))
+        has_temp = _counts(t_code, len(names)) > 0
         considered = np.zeros(len(names), dtype=bool)
         considered[np.searchsorted(names, in_consumption.to_list())] = True
         need = self._min_steps()
@@ -259,44 +262,48 @@ class HeatingDegreeRegression(Forecaster):
         if fitted.size < len(names):
             keep = m >= 0
             m, y, ts, c_hour = m[keep], y[keep], ts[keep], c_hour[keep]
-        g = self._groups(c_hour)
+        # Profile cell and fold of each row, looked up per distinct hour of the span.
         ng = self._n_groups()
-        fold = (c_hour // (24 if self.freq == "hour" else 1)) % N_FOLDS
+        size = n_meters * ng
+        first = int(c_hour.min())
+        span = np.arange(first, int(c_hour.max()) + 1)
+        at = c_hour - first
+        key = m * ng
+        key += self._groups(span)[at]
+        fold_of = (span // (24 if self.freq == "hour" else 1)) % N_FOLDS
+        fold_key = (fold_of * size)[at]  # (fold, meter, cell)
+        fold_key += key
 
         if self.base_temperature_c is None:
-            base = _grid_search_base(m, g, y, ts, n_meters, ng)
+            base, n, sy = _grid_search_base(key, y, ts, n_meters, ng)
         else:
             base = np.full(n_meters, float(self.base_temperature_c))
+            n = np.bincount(key, minlength=size).astype(np.float64)
+            sy = np.bincount(key, weights=y, minlength=size)
         x = np.maximum(0.0, base[m] - ts)
-        key = m * ng + g
-        size = n_meters * ng
-        stats = _group_stats(key, x, y, size)
+        # Per (fold, cell) sums; the all-rows sums are their totals over the folds.
+        fold_stats = _group_stats(fold_key, x, y, N_FOLDS * size)
+        stats = {k: v.reshape(N_FOLDS, size).sum(axis=0) for k, v in fold_stats.items()}
+        stats["n"], stats["sy"] = n, sy
         slope, profile = _solve(stats, n_meters, ng)
-        hours = np.bincount(m, minlength=n_meters)
+        hours = hours_per[fitted]
         resid_in = y - (profile[key] + slope[m] * x)
-        rmse = np.sqrt(np.bincount(m, weights=resid_in**2, minlength=n_meters) / hours)
+        rmse = np.sqrt(np.bincount(m, weights=resid_in * resid_in, minlength=n_meters) / hours)
 
         # Out-of-fold predictions (day-level folds): leave each fold out of the cell sums,
         # so the interval is calibrated on errors of hours the fit did not see.
-        fold_stats = _group_stats(fold * size + key, x, y, N_FOLDS * size)
         slopes = np.empty((N_FOLDS, n_meters))
         profiles = np.empty((N_FOLDS, size))
         for f in range(N_FOLDS):
             rest = {k: v - fold_stats[k][f * size : (f + 1) * size] for k, v in stats.items()}
             slopes[f], profiles[f] = _solve(rest, n_meters, ng)
-        oof = np.maximum(profiles[fold, key] + slopes[fold, m] * x, 0.0)
+        oof = profiles.reshape(-1)[fold_key]
+        oof += np.repeat(slopes, ng, axis=1).reshape(-1)[fold_key] * x
+        np.maximum(oof, 0.0, out=oof)
         scale = SCALE_FLOOR * np.bincount(m, weights=np.abs(y), minlength=n_meters) / hours + 1e-9
         z = (y - oof) / (oof + scale[m])
         lo_q, hi_q = (1 - self.interval) / 2, (1 + self.interval) / 2
-        q = (
-            pl.DataFrame({"m": m, "z": z})
-            .group_by("m")
-            .agg(
-                pl.col("z").quantile(lo_q, interpolation="linear").alias("q_lo"),
-                pl.col("z").quantile(hi_q, interpolation="linear").alias("q_hi"),
-            )
-            .sort("m")
-        )
+        q_lo, q_hi = group_quantiles(z, m, n_meters, (lo_q, hi_q))
         meter_ids = pl.Series("meter_id", self.meters_, dtype=pl.String)
         self.coef_ = pl.DataFrame(
             {
@@ -306,8 +313,8 @@ class HeatingDegreeRegression(Forecaster):
                 "hours": hours.astype(np.int64),
                 "rmse_m3": rmse,
                 "scale_m3": scale,
-                "q_lo": q.get_column("q_lo").to_numpy(),
-                "q_hi": q.get_column("q_hi").to_numpy(),
+                "q_lo": q_lo,
+                "q_hi": q_hi,
             }
         )
         cells = np.arange(ng)
@@ -376,19 +383,39 @@ def _smooth(
     The mean covers the hours ``(t - window, t]`` of the same meter that are present
     (the meter code sits in the key's high bits, so a window never crosses meters).
     """
-    if not presorted and keys.size > 1 and not bool((np.diff(keys) > 0).all()):
+    n = keys.size
+    if not presorted and n > 1 and bool((keys[1:] <= keys[:-1]).any()):
         order = np.argsort(keys, kind="stable")
         keys, values = keys[order], values[order]
     if window == 1:
         return keys, values.astype(np.float64, copy=True)
-    csum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
-    last = np.arange(1, keys.size + 1)
-    # Fast path for complete hourly runs: the window starts exactly window-1 rows back.
-    first = np.maximum(last - window, 0)
-    inexact = keys[first] != keys - (window - 1)
-    if inexact.any():
-        first[inexact] = np.searchsorted(keys, keys[inexact] - (window - 1), side="left")
-    return keys, (csum[last] - csum[first]) / (last - first)
+    csum = np.empty(n + 1)
+    csum[0] = 0.0
+    np.cumsum(values, dtype=np.float64, out=csum[1:])
+    # Fast path for complete hourly runs: the window starts exactly window-1 rows back,
+    # so its sum is a difference of prefix sums at a fixed offset.
+    k = window - 1
+    mean = np.empty(n)
+    inexact = np.ones(n, dtype=bool)
+    if n > k:
+        np.subtract(csum[k + 1 :], csum[: n - k], out=mean[k:])
+        np.not_equal(keys[: n - k] + k, keys[k:], out=inexact[k:])
+    mean /= window
+    # Elsewhere (a meter's first hours, gaps) the window starts at the first present
+    # hour of the meter at or after t - window + 1.
+    idx = np.flatnonzero(inexact)
+    if idx.size:
+        first = np.searchsorted(keys, keys[idx] - k, side="left")
+        mean[idx] = (csum[idx + 1] - csum[first]) / (idx + 1 - first)
+    return keys, mean
+
+
+def _counts(codes: np.ndarray, n: int) -> np.ndarray:
+    """``np.bincount(codes, minlength=n)``; by binary search when ``codes`` is sorted
+    (rows of a frame sorted by meter), which skips a pass of scattered increments."""
+    if codes.size > 1 and bool((codes[1:] < codes[:-1]).any()):
+        return np.bincount(codes, minlength=n)
+    return np.diff(np.searchsorted(codes, np.arange(n + 1)))
 
 
 # --- batched least squares ------------------------------------------------------------------
@@ -436,49 +463,78 @@ def _solve(
     return slope, profile
 
 
+#: The grid with sentinels on both ends, for :func:`_grid_slot`'s correction step.
+_GRID_EXT: Final = np.concatenate([[-np.inf], BASE_GRID_C, [np.nan]])
+
+
+def _grid_slot(ts: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(BASE_GRID_C, ts, side="right")`` (the first candidate strictly
+    above each temperature; ``NaN`` sorts last) by arithmetic on the evenly spaced grid:
+    an estimate from ``(ts - first) / spacing``, off by at most one where rounding bites,
+    then one comparison against the grid each way.  A binary search per row costs more.
+    """
+    grid = BASE_GRID_C
+    n_grid = grid.size
+    est = ts - float(grid[0])
+    est *= 1.0 / float(grid[1] - grid[0])
+    np.fmin(est, n_grid - 1, out=est)  # NaN becomes the top: it sorts last
+    np.fmax(est, -1.0, out=est)
+    slot = est.astype(np.int64)  # truncation; the comparisons below fix it
+    slot += 1
+    slot -= _GRID_EXT[slot] > ts  # grid[slot - 1] must be <= ts
+    slot += _GRID_EXT[slot + 1] <= ts  # and grid[slot] > ts
+    return slot
+
+
 def _grid_search_base(
-    m: np.ndarray,
-    g: np.ndarray,
+    key: np.ndarray,
     y: np.ndarray,
     ts: np.ndarray,
     n_meters: int,
     n_groups: int = N_GROUPS,
-) -> np.ndarray:
-    """Balance point per meter minimising the squared error over :data:`BASE_GRID_C`.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Balance point per meter minimising the squared error over :data:`BASE_GRID_C`;
+    also the per-cell row counts and sums of ``y`` (``key`` = meter * n_groups + cell).
 
     A row adds to the heating term of candidate ``b`` only when ``ts < b``, and then
     ``x = b - ts``; so the sums for each candidate are cumulative sums of per-cell sums
-    of ``1, ts, ts², y, ts·y`` over the rows whose temperature lies below it.  Sorting
-    the rows once by the grid interval they fall in makes the whole search one pass.
+    of ``1, ts, ts², y, ts·y`` over the rows whose temperature lies below it.  One
+    ``bincount`` per sum over (grid interval, cell) and a cumulative sum over the grid
+    intervals make the whole search one pass over the rows.
     """
     grid = BASE_GRID_C
+    n_grid = len(grid)
     size = n_meters * n_groups
-    key = m * n_groups + g
     n = np.bincount(key, minlength=size).astype(np.float64)
     sy = np.bincount(key, weights=y, minlength=size)
     syy = np.bincount(key, weights=y * y, minlength=size)
     inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
     syy_within = (syy - sy * sy * inv).reshape(n_meters, n_groups).sum(axis=1)
 
-    slot = np.searchsorted(grid, ts, side="right")  # first candidate strictly above ts
-    order = np.argsort(slot, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=len(grid) + 1))])
-    acc = {name: np.zeros(size) for name in ("c", "t", "tt", "y", "ty")}
-    sse = np.empty((n_meters, len(grid)))
+    # Rows at or above the last candidate (slot == n_grid) fall in a layer never used.
+    layer = _grid_slot(ts)
+    layer *= size
+    layer += key
+    cells = (n_grid + 1) * size
+
+    def cumulative(weights: np.ndarray | None) -> np.ndarray:
+        sums = np.bincount(layer, weights=weights, minlength=cells).reshape(n_grid + 1, size)
+        out: np.ndarray = np.cumsum(sums[:n_grid], axis=0, dtype=np.float64)
+        return out
+
+    acc_c = cumulative(None)
+    acc_t = cumulative(ts)
+    acc_tt = cumulative(ts * ts)
+    acc_y = cumulative(y)
+    acc_ty = cumulative(ts * y)
+    sse = np.empty((n_meters, n_grid))
     for k, b in enumerate(grid):
-        idx = order[bounds[k] : bounds[k + 1]]
-        if idx.size:
-            kk, tk, yk = key[idx], ts[idx], y[idx]
-            acc["c"] += np.bincount(kk, minlength=size)
-            acc["t"] += np.bincount(kk, weights=tk, minlength=size)
-            acc["tt"] += np.bincount(kk, weights=tk * tk, minlength=size)
-            acc["y"] += np.bincount(kk, weights=yk, minlength=size)
-            acc["ty"] += np.bincount(kk, weights=tk * yk, minlength=size)
+        c, t = acc_c[k], acc_t[k]
         stats = {
             "n": n,
-            "sx": b * acc["c"] - acc["t"],
-            "sxx": b * b * acc["c"] - 2 * b * acc["t"] + acc["tt"],
-            "sxy": b * acc["y"] - acc["ty"],
+            "sx": b * c - t,
+            "sxx": b * b * c - 2 * b * t + acc_tt[k],
+            "sxy": b * acc_y[k] - acc_ty[k],
             "sy": sy,
         }
         denom, num = _within(stats, n_meters, n_groups)
@@ -491,4 +547,4 @@ def _grid_search_base(
     # Candidates the data cannot tell apart tie; take the one nearest the usual prior.
     tied = sse <= best + 1e-9 * np.abs(syy_within)[:, None] + 1e-12
     distance = np.where(tied, np.abs(grid - BASE_PRIOR_C)[None, :], np.inf)
-    return np.asarray(grid[np.argmin(distance, axis=1)], dtype=np.float64)
+    return np.asarray(grid[np.argmin(distance, axis=1)], dtype=np.float64), n, sy

@@ -61,7 +61,7 @@ PG_REFRESH_ROLLUPS: Final = "SELECT askug_refresh_rollups(%s, %s)"
 PG_REFRESH_CAGG: Final = "CALL refresh_continuous_aggregate({cagg}, {lo}, {hi})"
 
 #: Tables that are partitioned on ``ts`` in the plain variant (hypertables in the other).
-PARTITIONED: Final = ("readings", "hourly_archive", "events")
+PARTITIONED: Final = ("readings", "hourly_archive", "events", "node_inflow")
 #: Tables that are continuous aggregates (read-only, derived) in the timescale variant.
 ROLLUPS: Final = ("daily_archive", "monthly_archive")
 

@@ -104,3 +104,35 @@ def test_garbage_datagrams_never_crash_the_service(pg_store: Any, udp_service: I
     stats = read_stats(pg_store)
     assert stats.received == stats.stored + stats.duplicates + stats.quarantined
     assert stats.received == 202
+
+
+def test_running_service_decodes_a_profile_dropped_into_its_folder(pg_store: Any, tmp_path: Path) -> None:
+    """A new device type needs a profile file, not code: the running service picks it up."""
+    from ingest._device_profiles import SHIPPED_PROFILES
+    from ingest._security import DeviceRegistration, register_devices
+
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    svc = open_service(pg_store, ServiceConfig(udp=UdpConfig(host="127.0.0.1", port=0)), profile_dirs=[folder])
+    svc.start_thread()
+    try:
+        assert svc.udp is not None
+        text = (SHIPPED_PROFILES / "household-nb.toml").read_text()
+        text = text.replace('name = "household-nb"', 'name = "household-new"').replace("code = 0x1101", "code = 0x1199")
+        text = text.replace('device_id_format = "D{serial:07d}"', 'device_id_format = "N{serial:07d}"')
+        register_devices(pg_store, [DeviceRegistration("N0000001", "household-new", kind="household_unit")], cost=16)
+        new_path = folder / "household-new.toml"
+        new_path.write_text(text)  # dropped while the service runs
+        reg = ProfileRegistry([folder])
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        hour = now.replace(minute=0, second=0) - dt.timedelta(hours=1)
+        raw = reg.encode(Frame("household-new", "N0000001", 1, now, "archive", readings=(("volume_register_m3", hour, 42.0),)))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(raw, ("127.0.0.1", svc.udp.port))
+            ack = decode_server(s.recv(1000))
+        assert ack.acked_counter == 1
+    finally:
+        svc.stop()
+    stored = pg_store.read("readings", where={"device_id": ["N0000001"]})
+    assert stored["value"].to_list() == [42.0]

@@ -221,3 +221,84 @@ def test_repr_with_a_groups_frame() -> None:
         "AutoForecaster(candidates=[Flat()], horizon=24, per='group', "
         "groups=<1 x ['meter_id', 'category']>)"
     )
+
+
+# --- choose_by_track_record -----------------------------------------------------------------------
+
+
+def _track_case() -> tuple[pl.DataFrame, pl.DataFrame, dt.datetime]:
+    """Two meters, 20 days hourly; model "good_a" is right on meter A and off on B,
+    "good_b" the reverse.  Forecasts were made daily (cutoff at midnight) for 14 days."""
+    import numpy as np
+
+    start = dt.datetime(2022, 1, 1, tzinfo=dt.UTC)
+    hours = 20 * 24
+    ts = [start + dt.timedelta(hours=h) for h in range(hours)]
+    rng = np.random.default_rng(3)
+    rows = []
+    for meter in ("A", "B"):
+        y = 10 + 3 * np.sin(np.arange(hours) * 2 * np.pi / 24) + rng.normal(0, 0.5, hours)
+        rows.append(pl.DataFrame({"meter_id": meter, "ts": ts, "volume_m3": y, "quality": "valid"}))
+    consumption = pl.concat(rows).with_columns(pl.col("ts").dt.cast_time_unit("us"))
+    track = []
+    for day in range(6, 20):
+        cutoff = start + dt.timedelta(days=day)
+        fut = consumption.filter(
+            (pl.col("ts") >= cutoff) & (pl.col("ts") < cutoff + dt.timedelta(days=1))
+        )
+        for model, good in (("good_a", "A"), ("good_b", "B")):
+            err = pl.when(pl.col("meter_id") == good).then(0.0).otherwise(4.0)
+            # Intervals of +-0.3: too narrow for noise of sd 0.5, so the factor must grow.
+            f = fut.select(
+                pl.lit(model).alias("model"),
+                pl.lit(cutoff).dt.cast_time_unit("us").alias("cutoff"),
+                "meter_id",
+                "ts",
+                (
+                    pl.col("volume_m3") * 0
+                    + 10
+                    + 3 * (pl.col("ts").dt.hour() * 2 * np.pi / 24).sin()
+                    + err
+                ).alias("volume_m3"),
+            ).with_columns(
+                (pl.col("volume_m3") - 0.3).alias("volume_m3_lo_80"),
+                (pl.col("volume_m3") + 0.3).alias("volume_m3_hi_80"),
+            )
+            track.append(f)
+    return consumption, pl.concat(track), start + dt.timedelta(days=16)
+
+
+def test_track_record_picks_per_meter_and_calibrates() -> None:
+    from forecasting import choose_by_track_record
+
+    consumption, track, as_of = _track_case()
+    choice = choose_by_track_record(track, consumption, as_of=as_of)
+    assert choice.choice == {"A": "good_a", "B": "good_b"}
+    cal = {r["model"]: r for r in choice.calibration.iter_rows(named=True)}
+    assert cal["good_a"]["factor"] > 1.5  # +-0.3 covers far less than 80 % of sd-0.5 noise
+    assert cal["good_a"]["coverage_before"] < 0.6
+    assert 0.78 <= cal["good_a"]["coverage_after"] <= 0.85
+    # Only steps metered before as_of were scored: 10 days x 24 h per meter and model.
+    assert set(choice.scores.get_column("steps").to_list()) == {10 * 24}
+
+    new = track.filter(pl.col("cutoff") == as_of)
+    out = choice.apply(new)
+    assert out.height == 2 * 24
+    assert set(out.get_column("model").to_list()) == {"auto"}
+    assert dict(out.select("meter_id", "chosen_model").unique().iter_rows()) == choice.choice
+    for meter, model in choice.choice.items():
+        mine = out.filter(pl.col("meter_id") == meter)
+        width = (mine["volume_m3_hi_80"] - mine["volume_m3_lo_80"]).mean()
+        assert width == pytest.approx(0.6 * cal[model]["factor"], rel=1e-6)
+
+
+def test_track_record_ignores_the_future_and_needs_a_record() -> None:
+    from forecasting import choose_by_track_record
+    from forecasting.errors import InsufficientHistoryError, InvalidInputError
+
+    consumption, track, _ = _track_case()
+    first = dt.datetime(2022, 1, 7, tzinfo=dt.UTC)
+    with pytest.raises(InsufficientHistoryError, match="no past forecast"):
+        choose_by_track_record(track, consumption, as_of=first)
+    with pytest.raises(InvalidInputError, match="volume_m3_lo_80"):
+        choose_by_track_record(track.drop("volume_m3_lo_80"), consumption, as_of=first)
