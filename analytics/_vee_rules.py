@@ -654,11 +654,12 @@ def _same_hour_rolling_median(g: _Grid, values: np.ndarray, rules: VeeRules) -> 
     Equal to ``rolling_median(2h + 1, min_samples=h + 1, center=True).over(meter, hour)``
     on a complete grid (h = ``spike_window // 2``): the same hour of one meter is every
     24th row (every row for a daily series), so each window is a strided view of the
-    values padded with NaN between meters; 15-wide rows sort in C, ~10× faster than
-    Polars' rolling median at this window.  Even counts take ``lo + 0.5 × (hi − lo)`` as
-    Polars does.
+    values padded with NaN between meters; the 15-wide rows are copied in chunks and
+    sorted in C, several times faster than Polars' rolling median at this window.  Even
+    counts take ``lo + 0.5 × (hi − lo)`` as Polars does.
     """
     half = max(1, rules.spike_window // 2)
+    width = 2 * half + 1
     stride = 24 if g.step_us == _HOUR_US else 1
     n, meters = values.size, g.meters
     pad = half * stride
@@ -666,25 +667,48 @@ def _same_hour_rolling_median(g: _Grid, values: np.ndarray, rules: VeeRules) -> 
     ppos = np.arange(n, dtype=np.int64) + np.repeat(shift, g.counts)
     padded = np.full(n + 2 * pad * meters, np.nan)
     padded[ppos] = values
+    starts = padded.size - 2 * pad  # window start p covers p, p + stride, …, p + 2·pad
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * pad + 1)[:, ::stride]
-    out = np.empty(n)
-    for c0 in range(0, n, _CHUNK):
-        c1 = min(n, c0 + _CHUNK)
-        w = windows[ppos[c0:c1] - pad]
-        k = (~np.isnan(w)).sum(axis=1)
-        w.sort(axis=1)  # NaN last
+    valid = ~np.isnan(padded)
+    count = np.zeros(starts, dtype=np.int16)
+    for j in range(width):
+        count += valid[j * stride : j * stride + starts]
+    med = np.full(starts, np.nan)
+    for c0 in range(0, starts, _CHUNK):
+        c1 = min(starts, c0 + _CHUNK)
+        w = np.array(windows[c0:c1])  # contiguous copy, then sorted in place (NaN last)
+        w.sort(axis=1)
+        k = count[c0:c1].astype(np.int64)
         r = np.arange(c1 - c0)
         a = w[r, np.maximum((k - 1) // 2, 0)]
-        b = w[r, k // 2 if w.shape[1] > 1 else 0]
-        med = np.where((k % 2) == 1, a, 0.5 * (b - a) + a)
-        med[k < half + 1] = np.nan
-        out[c0:c1] = med
+        b = w[r, np.minimum(k // 2, width - 1)]
+        m = np.where((k % 2) == 1, a, 0.5 * (b - a) + a)
+        m[k < half + 1] = np.nan
+        med[c0:c1] = m
+    out: np.ndarray = med[ppos - pad]
     return out
 
 
-def _check_spikes(g: _Grid, rules: VeeRules) -> pl.DataFrame:
+def _per_meter(g: _Grid, values: pl.Expr, how: str) -> np.ndarray:
+    """A per-meter aggregate (``median``, ``max``, ``sum``) of ``values``, one entry per code (NaN if none)."""
+    got = g.frame.select(pl.col("_m").set_sorted(), values.alias("_v")).group_by("_m", maintain_order=True).agg(
+        getattr(pl.col("_v"), how)().alias("_a")
+    )
+    out = np.full(g.meters, np.nan)
+    out[got.get_column("_m").to_numpy().astype(np.int64)] = got.get_column("_a").cast(pl.Float64).to_numpy()
+    return out
+
+
+def _typical(g: _Grid) -> np.ndarray:
+    """Each meter's median positive judged value (NaN if none)."""
+    fr = g.frame
+    return _per_meter(g, pl.when(_judged(fr) & (pl.col("volume_m3") > 0)).then(pl.col("volume_m3")), "median")
+
+
+def _check_spikes(g: _Grid, rules: VeeRules, typical_m: np.ndarray | None = None) -> pl.DataFrame:
     fr = g.frame
     codes = g.codes()
+    typical_m = _typical(g) if typical_m is None else typical_m
     vol = _np_float(fr, pl.col("volume_m3"))
     judged = _np_bool(fr, _judged(fr))
     # Long zero runs (outages filled with 0, shutdowns) would drag the baseline to 0 and
@@ -701,12 +725,13 @@ def _check_spikes(g: _Grid, rules: VeeRules) -> pl.DataFrame:
     jd = pl.col("_judged")
     # Never expect less than the meter's median positive value: the first use after a
     # weekend or summer shutdown is not a spike.
-    typical = pl.when(jd & (pl.col("volume_m3") > 0)).then(pl.col("volume_m3")).median().over("_m")
+    typical = pl.Series("_typ", typical_m[codes], nan_to_null=True)
     cols = ["_m", "ts", "volume_m3", *(["expected_m3"] if "expected_m3" in fr.columns else [])]
-    h = fr.select(cols).with_columns(base_s, pl.Series("_judged", judged))
-    h = h.with_columns(pl.max_horizontal(exp, typical).alias("_exp"))
+    h = fr.select(cols).with_columns(base_s, pl.Series("_judged", judged), typical)
+    h = h.with_columns(pl.max_horizontal(exp, pl.col("_typ")).alias("_exp"))
     resid = pl.col("volume_m3") - pl.col("_exp")
-    h = h.with_columns((pl.when(jd).then(resid).abs().median().over("_m") * 1.4826).alias("_scale"))
+    scale = _per_meter(g.with_frame(h), pl.when(jd).then(resid).abs(), "median") * 1.4826
+    h = h.with_columns(pl.Series("_scale", scale[codes], nan_to_null=True))
     spike = (
         jd
         & (pl.col("volume_m3") > rules.spike_ratio * pl.col("_exp"))
@@ -775,24 +800,25 @@ def check_negative(grid: pl.DataFrame, *, rules: VeeRules = VeeRules()) -> pl.Da
     return _check_negative(_grid_of(grid, rules.every), rules)
 
 
-def _check_clipping(g: _Grid, rules: VeeRules) -> pl.DataFrame:
+def _check_clipping(g: _Grid, rules: VeeRules, typical_m: np.ndarray | None = None) -> pl.DataFrame:
     fr = g.frame
+    codes = g.codes()
     jd = _judged(fr)
-    v = pl.when(jd).then(pl.col("volume_m3"))
-    h = fr.select("_m", "ts", "volume_m3", v.max().over("_m").alias("_max"), jd.alias("_jd"))
+    mx = _per_meter(g, pl.when(jd).then(pl.col("volume_m3")), "max")
+    h = fr.select("_m", "ts", "volume_m3", jd.alias("_jd")).with_columns(
+        pl.Series("_max", mx[codes], nan_to_null=True)
+    )
     at_max = (pl.col("volume_m3") == pl.col("_max")) & (pl.col("_max") > 0) & pl.col("_jd")
-    h = h.with_columns(at_max.fill_null(False).alias("_at"))
+    at = _np_bool(h, at_max)
     # A ceiling far above the typical level; a meter that only ever reads 0.1–0.2 repeats
     # its maximum because of the register's resolution, not because of clipping.
-    typical = pl.when(pl.col("_jd") & (pl.col("volume_m3") > 0)).then(pl.col("volume_m3")).median().over("_m")
-    h = h.with_columns(
-        (
-            (pl.col("_at").sum().over("_m") >= rules.clipping_min_repeats)
-            & (pl.col("_max") >= rules.clipping_min_ratio * typical)
-        ).fill_null(False).alias("_clip"),
-    )
-    flag = _np_bool(h, pl.col("_at") & pl.col("_clip"))
-    idx, run = _flag_runs(g.codes(), flag)
+    typical_m = _typical(g) if typical_m is None else typical_m
+    repeats = np.bincount(codes[at], minlength=g.meters)
+    with np.errstate(invalid="ignore"):
+        clip_m = (repeats >= rules.clipping_min_repeats) & (mx >= rules.clipping_min_ratio * typical_m)
+    flag = at & clip_m[codes]
+    h = h.with_columns(pl.Series("_at", at))
+    idx, run = _flag_runs(codes, flag)
     rows = h[pl.Series(idx)].with_columns(pl.Series("_run", run))
     return _collapse(
         g, rows, "clipping", value=pl.col("_max").first(),
@@ -1140,13 +1166,17 @@ def _check_sums(
     ts = _ts_us(fr.get_column("ts"))
     off = _offsets_for(pl.Series(g.names), off_names, offs)[codes] if off_names.len() else np.zeros_like(ts)
     day = (ts - off) // _DAY_US * _DAY_US + off
+    # One int64 key (meter, day) groups faster than two columns.
+    key = codes * ((int(day.max() - day.min()) // _DAY_US + 2) if day.size else 1) + (day - day.min()) // _DAY_US \
+        if day.size else day
     hsum = (
-        fr.select("_m", "volume_m3", _from_us(day, "day"))
-        .group_by("_m", "day")
-        .agg(pl.col("volume_m3").sum().alias("hourly"), pl.col("volume_m3").count().alias("_n"))
+        fr.select("volume_m3", pl.Series("_k", key), pl.Series("_c", codes), _from_us(day, "day"))
+        .group_by("_k")
+        .agg(pl.col("_c").first(), pl.col("day").first(), pl.col("volume_m3").sum().alias("hourly"),
+             pl.col("volume_m3").count().alias("_n"))
         .filter(pl.col("_n") == 24)
     )
-    sums = hsum.select(g.names.gather(hsum.get_column("_m")).alias("meter_id"), "day", "hourly")
+    sums = hsum.select(g.names.gather(hsum.get_column("_c")).alias("meter_id"), "day", "hourly")
     if daily is not None and daily.height:
         dd = daily.select(pl.col("meter_id").cast(pl.String), pl.col("ts").dt.convert_time_zone("UTC")
                           .dt.cast_time_unit("us").alias("day"), pl.col("volume_m3").alias("daily"))
@@ -1265,8 +1295,10 @@ def _validate_grid(
     parts = [empty_findings()]
     if g.frame.height:
         zeros, frozen = _check_zero_and_frozen(g, rules)
-        parts += [_check_gaps(g, rules), zeros, frozen, _check_spikes(g, rules), _check_negative(g, rules),
-                  _check_clipping(g, rules), _check_corrector(g, meters, rules), _check_ranges(g, rules)]
+        typical = _typical(g)
+        parts += [_check_gaps(g, rules), zeros, frozen, _check_spikes(g, rules, typical),
+                  _check_negative(g, rules), _check_clipping(g, rules, typical), _check_corrector(g, meters, rules),
+                  _check_ranges(g, rules)]
     if registers is not None and registers.height:
         _require(registers, ("meter_id", "ts", "register_m3"), "registers")
         parts.append(check_counter(registers, rules=rules))

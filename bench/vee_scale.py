@@ -62,6 +62,12 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process (user + system): on a shared machine wall time is noisy."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 @dataclass(frozen=True)
 class Batch:
     """One batch of synthetic meters: archive, outdoor temperature, registers."""
@@ -91,7 +97,8 @@ def station_temperature(stations: int, hours: int, seed: int) -> np.ndarray:
     walk = np.cumsum(rng.normal(0.0, 1.5, (stations, days)), axis=1)
     walk -= walk.mean(axis=1, keepdims=True)
     weather = np.repeat(walk, 24, axis=1)[:, :hours] * 0.6
-    return np.round(season[None, :] + daily[None, :] + weather, 1)
+    out: np.ndarray = np.round(season[None, :] + daily[None, :] + weather, 1)
+    return out
 
 
 def make_batch(first: int, count: int, *, hours: int, temps: np.ndarray, seed: int) -> Batch:
@@ -170,31 +177,37 @@ def step_frames(meters: int, days: int, batch: int, seed: int) -> dict[str, Any]
     hours = days * 24
     temps = station_temperature(meters // METERS_PER_STATION + 1, hours, seed)
     t_ref = t_rules = t_est = 0.0
+    c_ref = c_rules = c_est = 0.0
     rows = findings = estimates = 0
     for first in range(0, meters, batch):
         b = make_batch(first, min(batch, meters - first), hours=hours, temps=temps, seed=seed)
         rows += b.rows
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_s()
         ref = b.hourly.sort("meter_id", "ts").with_columns(
             pl.col("volume_m3").rolling_median(window_size=15, min_samples=8, center=True)
             .over("meter_id").alias("_m")
         )
         t_ref += time.perf_counter() - t0
+        c_ref += _cpu_s() - c0
         del ref
         deliveries = b.registers.select("meter_id", "ts", pl.col("register_m3").alias("value"),
                                         pl.col("ts").alias("received_at"))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_s()
         found = validate(b.hourly, outdoor=b.outdoor, registers=b.registers, deliveries=deliveries)
         t_rules += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        grid = complete_grid(b.hourly).join(
-            b.outdoor.rename({"temperature_c": "outdoor_c"}), on=["meter_id", "ts"], how="left"
-        )
-        est = estimate(grid, flagged_intervals(found))
+        c_rules += _cpu_s() - c0
+        t0, c0 = time.perf_counter(), _cpu_s()
+        grid = complete_grid(b.hourly)
+        # Every meter's first and last hour are present, so the grid is the outdoor frame's.
+        assert grid.height == b.outdoor.height
+        grid = grid.with_columns(b.outdoor.get_column("temperature_c").alias("outdoor_c"))
+        est = estimate(grid, flagged_intervals(found), registers=b.registers)
         t_est += time.perf_counter() - t0
+        c_est += _cpu_s() - c0
         findings += found.height
         estimates += est.height
     return {"rows": rows, "reference_s": t_ref, "rules_s": t_rules, "estimate_s": t_est,
+            "reference_cpu_s": c_ref, "rules_cpu_s": c_rules, "estimate_cpu_s": c_est,
             "findings": findings, "estimates": estimates, "peak_mb": _peak_mb()}
 
 
@@ -251,16 +264,17 @@ def step_store(meters: int, days: int, batch: int, seed: int, workdir: str) -> d
     store.refresh_rollups()
     t_load = time.perf_counter() - t0
     ids = meter_ids(meters)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     read_rows = 0
     for first in range(0, meters, batch):
         read_rows += store.read("hourly_archive", where={"meter_id": ids[first : first + batch]}).height
-    t_ref = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t_ref, c_ref = time.perf_counter() - t0, _cpu_s() - c0
+    t0, c0 = time.perf_counter(), _cpu_s()
     summary = run_vee(store, batch_meters=batch)
-    t_vee = time.perf_counter() - t0
+    t_vee, c_vee = time.perf_counter() - t0, _cpu_s() - c0
     store.close()
     return {"rows": rows, "read_rows": read_rows, "load_s": t_load, "reference_s": t_ref, "run_vee_s": t_vee,
+            "reference_cpu_s": c_ref, "run_vee_cpu_s": c_vee,
             "findings": sum(summary.findings.values()), "estimates": sum(summary.estimates.values()),
             "marked": summary.marked_suspect, "audit_rows": summary.audit_rows, "peak_mb": _peak_mb()}
 
@@ -305,25 +319,29 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    def line(label: str, seconds: float, n: int, ref: float | None, peak: float | None = None) -> str:
+    def line(label: str, seconds: float, n: int, ref: float | None, cpu: float | None = None,
+             peak: float | None = None) -> str:
         ratio = f"{seconds / ref:6.1f}× ref" if ref else " " * 10
+        c = f"  cpu {cpu:7.2f} s" if cpu is not None else " " * 16
         mem = f"  peak {peak:,.0f} MB" if peak is not None else ""
-        return f"  {label:<34} {seconds:8.2f} s  {n / seconds / 1e6:7.2f} M rows/s  {ratio}{mem}"
+        return f"  {label:<34} {seconds:8.2f} s  {n / seconds / 1e6:7.2f} M rows/s  {ratio}{c}{mem}"
 
     if "frames" in results:
         f = results["frames"]
         print(f"frames ({f['findings']:,} findings, {f['estimates']:,} estimates):")
-        print(line("reference: sort + rolling median", f["reference_s"], f["rows"], None))
-        print(line("rules (validate)", f["rules_s"], f["rows"], f["reference_s"]))
-        print(line("estimation (grid + estimate)", f["estimate_s"], f["rows"], f["reference_s"]))
-        print(line("rules + estimation", f["rules_s"] + f["estimate_s"], f["rows"], f["reference_s"], f["peak_mb"]))
+        print(line("reference: sort + rolling median", f["reference_s"], f["rows"], None, f["reference_cpu_s"]))
+        print(line("rules (validate)", f["rules_s"], f["rows"], f["reference_s"], f["rules_cpu_s"]))
+        print(line("estimation (grid + estimate)", f["estimate_s"], f["rows"], f["reference_s"], f["estimate_cpu_s"]))
+        print(line("rules + estimation", f["rules_s"] + f["estimate_s"], f["rows"], f["reference_s"],
+                   f["rules_cpu_s"] + f["estimate_cpu_s"], f["peak_mb"]))
     if "store" in results:
         s = results["store"]
         print(f"store, DuckDB ({s['findings']:,} findings, {s['estimates']:,} estimates, "
               f"{s['marked']:,} marked suspect, {s['audit_rows']:,} audit rows):")
         print(line("load archive + registers (info)", s["load_s"], s["rows"], None))
-        print(line("reference: read archive rows", s["reference_s"], s["rows"], None))
-        print(line("run_vee end to end", s["run_vee_s"], s["rows"], s["reference_s"], s["peak_mb"]))
+        print(line("reference: read archive rows", s["reference_s"], s["rows"], None, s["reference_cpu_s"]))
+        print(line("run_vee end to end", s["run_vee_s"], s["rows"], s["reference_s"], s["run_vee_cpu_s"],
+                   s["peak_mb"]))
     if args.json:
         print(json.dumps(results))
     return 0

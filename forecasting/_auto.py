@@ -552,9 +552,9 @@ def choose_by_track_record(
     ----------
     track
         Past forecasts: ``model``, ``cutoff`` (or ``origin``), ``meter_id``, ``ts``,
-        ``volume_m3``, ``volume_m3_lo_80``, ``volume_m3_hi_80``.  Only rows with
-        ``ts < as_of`` (already metered) and ``cutoff <= ts`` (true forecasts, not
-        backcasts) are scored.
+        ``volume_m3``, ``volume_m3_lo_80``, ``volume_m3_hi_80``.  Only true forecasts
+        (``ts >= cutoff``, not backcasts) whose whole horizon lies before ``as_of`` are
+        scored, so every lead weighs as it will in the next forecast.
     consumption
         Metered consumption (``meter_id``, ``ts``, ``volume_m3``, ``quality``); only
         ``valid`` rows count.  The MASE scale is the seasonal-naive MAE of the history
@@ -574,16 +574,25 @@ def choose_by_track_record(
     actual = consumption.filter(
         (pl.col("quality") == "valid") & pl.col("volume_m3").is_not_null() & (pl.col("ts") < as_of)
     ).select("meter_id", "ts", pl.col("volume_m3").alias("actual_m3"))
-    scored = (
-        track.rename({origin_col: "origin"})
-        .filter((pl.col("ts") < as_of) & (pl.col("ts") >= pl.col("origin")))
-        .join(actual, on=["meter_id", "ts"], how="inner")
+    forecasts = track.rename({origin_col: "origin"}).filter(pl.col("ts") >= pl.col("origin"))
+    # Only forecasts whose whole horizon is metered by now: a forecast still running has
+    # only its short leads scored, and short leads err less, so they would narrow the
+    # intervals of the next (full-horizon) forecast.
+    finished = (
+        forecasts.group_by("model", "origin", "meter_id")
+        .agg(pl.col("ts").max().alias("_end"))
+        .filter(pl.col("_end") < as_of)
+        .drop("_end")
+    )
+    scored = forecasts.join(finished, on=["model", "origin", "meter_id"], how="semi").join(
+        actual, on=["meter_id", "ts"], how="inner"
     )
     if scored.height == 0:
         raise InsufficientHistoryError(
-            f"choose_by_track_record: no past forecast before {as_of.isoformat()} has a "
-            f"metered value to be scored against; store a few days of each candidate's "
-            f"forecasts first (or use AutoForecaster, which backtests)"
+            f"choose_by_track_record: no past forecast whose horizon ended before "
+            f"{as_of.isoformat()} has metered values to be scored against; store a few "
+            f"horizons of each candidate's forecasts first (or use AutoForecaster, which "
+            f"backtests)"
         )
     first = scored.get_column("origin").min()
     assert isinstance(first, dt.datetime)

@@ -523,6 +523,14 @@ def meters_in(frame: pl.DataFrame) -> pl.Series:
     return values.unique().alias("meter_id")
 
 
+def same_rows(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    """Whether two frames have the same ``(meter_id, ts)`` rows in the same order (the
+    usual consumption / temperature pair), so per-row codes can be shared."""
+    return a.height == b.height and all(
+        a.get_column(c).equals(b.get_column(c)) for c in ("ts", "meter_id")
+    )
+
+
 def usable_rows(consumption: pl.DataFrame) -> np.ndarray | None:
     """Boolean mask of the rows with a ``valid`` non-null, non-NaN ``volume_m3``, or
     ``None`` when every row is (the usual case; no mask to apply)."""

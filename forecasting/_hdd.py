@@ -38,6 +38,7 @@ from forecasting._base import (
     group_quantiles,
     meters_in,
     row_keys,
+    same_rows,
     usable_rows,
     valid_temperature,
 )
@@ -209,18 +210,19 @@ class HeatingDegreeRegression(Forecaster):
 
         # Smoothed temperature of every (meter, hour), aligned to the usable consumption rows.
         t_code, t_hour = encode(temperature, names, freq=self.freq)
+        t_rows = row_keys(t_code, t_hour)
         t_key, t_smooth = _smooth(
-            row_keys(t_code, t_hour),
-            temperature.get_column("temperature_c").to_numpy(),
-            window,
+            t_rows, temperature.get_column("temperature_c").to_numpy(), window
         )
-        c_code, c_hour = encode(consumption, names, freq=self.freq)
+        # The usual case: the frames have the same (sorted) rows, so the codes are shared.
+        same = same_rows(consumption, temperature)
+        c_code, c_hour = (t_code, t_hour) if same else encode(consumption, names, freq=self.freq)
         y = consumption.get_column("volume_m3").to_numpy()
         usable = usable_rows(consumption)
         if usable is not None:
             c_code, c_hour, y = c_code[usable], c_hour[usable], y[usable]
-        c_key = row_keys(c_code, c_hour)
-        if np.array_equal(c_key, t_key):  # the usual case: same meters and hours
+        c_key = t_key if same and usable is None and t_key is t_rows else row_keys(c_code, c_hour)
+        if c_key is t_key or np.array_equal(c_key, t_key):
             ts = t_smooth
         else:
             pos = np.minimum(np.searchsorted(t_key, c_key), max(t_key.size - 1, 0))
@@ -463,26 +465,33 @@ def _solve(
     return slope, profile
 
 
-#: The grid with sentinels on both ends, for :func:`_grid_slot`'s correction step.
-_GRID_EXT: Final = np.concatenate([[-np.inf], BASE_GRID_C, [np.nan]])
+#: Spacing of :data:`BASE_GRID_C`: a power of two, so scaling by its inverse is exact.
+_GRID_STEP: Final = float(BASE_GRID_C[1] - BASE_GRID_C[0])
+assert np.array_equal(BASE_GRID_C, BASE_GRID_C[0] + _GRID_STEP * np.arange(BASE_GRID_C.size))
+assert math.frexp(_GRID_STEP)[0] == 0.5  # a power of two
 
 
 def _grid_slot(ts: np.ndarray) -> np.ndarray:
     """``np.searchsorted(BASE_GRID_C, ts, side="right")`` (the first candidate strictly
-    above each temperature; ``NaN`` sorts last) by arithmetic on the evenly spaced grid:
-    an estimate from ``(ts - first) / spacing``, off by at most one where rounding bites,
-    then one comparison against the grid each way.  A binary search per row costs more.
+    above each temperature; ``NaN`` sorts last), by arithmetic on the evenly spaced grid
+    instead of a binary search per row.
+
+    ``e = (ts - grid[0]) / spacing`` rounds only in the subtraction (the spacing is a
+    power of two), and rounding is monotonic: it can land *on* a grid point but never
+    cross one.  So ``floor(e) + 1`` is exact wherever ``e`` is not a whole number, and
+    the few rows where it is are looked up exactly.
     """
     grid = BASE_GRID_C
-    n_grid = grid.size
     est = ts - float(grid[0])
-    est *= 1.0 / float(grid[1] - grid[0])
-    np.fmin(est, n_grid - 1, out=est)  # NaN becomes the top: it sorts last
-    np.fmax(est, -1.0, out=est)
-    slot = est.astype(np.int64)  # truncation; the comparisons below fix it
+    est *= 1.0 / _GRID_STEP
+    low = np.floor(est)
+    edge = np.flatnonzero(est == low)  # on (or rounded onto) a grid point, or ±inf
+    np.fmin(low, grid.size - 1, out=low)  # NaN becomes the top: it sorts last
+    np.fmax(low, -1.0, out=low)
+    slot = low.astype(np.int64)
     slot += 1
-    slot -= _GRID_EXT[slot] > ts  # grid[slot - 1] must be <= ts
-    slot += _GRID_EXT[slot + 1] <= ts  # and grid[slot] > ts
+    if edge.size:
+        slot[edge] = np.searchsorted(grid, ts[edge], side="right")
     return slot
 
 

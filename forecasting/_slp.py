@@ -35,7 +35,17 @@ from typing import ClassVar, Final, Literal
 import numpy as np
 import polars as pl
 
-from forecasting._base import DAY, Forecaster, Freq
+from forecasting._base import (
+    DAY,
+    Forecaster,
+    Freq,
+    encode,
+    group_quantiles,
+    meters_in,
+    same_rows,
+    usable_rows,
+    valid_temperature,
+)
 from forecasting.errors import InsufficientHistoryError, InvalidParameterError
 from warehouse import (
     slp_hour_factors,
@@ -343,48 +353,23 @@ class StandardLoadProfile(Forecaster):
         profile = self.profile or DEFAULT_PROFILE
         self.fallback_: dict[str, str] = {}
         hourly = self.freq == "hour"
-        usable = consumption.filter(
-            pl.col("volume_m3").is_not_null()
-            & pl.col("volume_m3").is_not_nan()
-            & (pl.col("quality") == "valid")
-        )
-        temperature = temperature.filter(
-            pl.col("temperature_c").is_not_null() & pl.col("temperature_c").is_not_nan()
-        )
+        temperature = valid_temperature(temperature)
         # Keep the last days of temperature for the geometric mean of forecast days.
         tail_from = _day_start(self.cutoff_) - (len(GEO_WEIGHTS) - 1) * DAY
         self.temperature_tail_ = temperature.filter(pl.col("ts") >= tail_from)
-        names = consumption.get_column("meter_id").unique().sort().to_list()
-        day = pl.col("ts").dt.truncate("1d")
-        daily = (
-            usable.group_by("meter_id", day.alias("day"))
-            .agg(pl.col("volume_m3").sum(), pl.len().alias("n"))
-            .filter(pl.col("n") == 24)
-            if hourly
-            # Daily rows are unique per meter and day (checked by the base class).
-            else usable.select("meter_id", pl.col("ts").alias("day"), "volume_m3")
-        )
-        known_t = temperature.filter(pl.col("meter_id").is_in(names))
-        daily_t = (
-            known_t.group_by("meter_id", day.alias("day"))
-            .agg(pl.col("temperature_c").mean(), pl.len().alias("n"))
-            .filter(pl.col("n") >= MIN_TEMPERATURE_HOURS)
-            if hourly
-            else known_t.select("meter_id", pl.col("ts").alias("day"), "temperature_c")
-        )
+        names = meters_in(consumption).sort().to_list()
+        # Rows as numpy arrays (the base class hands frames sorted by meter and time, so
+        # the hours of a meter's UTC day are consecutive rows).
+        hist = _Rows.of(consumption, temperature, names, self.freq)
         cutoff_day = _day_index(_day_start(self.cutoff_))
-        firsts = [f.get_column("day").min() for f in (daily, daily_t) if f.height]
-        first_day = (
-            min(_day_index(f) for f in firsts if isinstance(f, dt.datetime))
-            if firsts
-            else cutoff_day - 1
-        )
+        firsts = [int(d.min()) for d in (hist.d_day, hist.dt_day) if d.size]
+        first_day = min(firsts) if firsts else cutoff_day - 1
         n_days = max(
             1, cutoff_day - first_day + (1 if self.cutoff_ > _day_start(self.cutoff_) else 0)
         )
         n_m = len(names)
-        y = _dense(daily, "volume_m3", names, first_day, n_days)
-        tmean = _dense(daily_t, "temperature_c", names, first_day, n_days)
+        y = _dense(hist.d_code, hist.d_day - first_day, hist.d_value, n_m, n_days)
+        tmean = _dense(hist.dt_code, hist.dt_day - first_day, hist.dt_value, n_m, n_days)
         tgeo = geometric_temperature(tmean)
         ok = ~np.isnan(y) & ~np.isnan(tgeo)
         days_per = ok.sum(axis=1)
@@ -496,18 +481,11 @@ class StandardLoadProfile(Forecaster):
 
         meter_ids = pl.Series("meter_id", self.meters_, dtype=pl.String)
         if hourly:
-            shares, learned = _learn_shares(usable, list(self.meters_), fitted_mask)
-            z, zm = self._hourly_residuals(
-                usable,
-                pred_oof,
-                ok,
-                first_day,
-                shares,
-                learned,
-                tmean,
-                weekday,
-                profile,
-                daily_mean,
+            kept = np.full(n_m, -1, dtype=np.int64)  # meter code -> row of the kept meters
+            kept[keep] = np.arange(n_k)
+            shares, learned = _learn_shares(hist, kept, n_k, fitted_mask)
+            z, zm = _hourly_residuals(
+                hist, kept, pred_oof, ok, first_day, shares, learned, tmean, profile, daily_mean
             )
             floor = SCALE_FLOOR * daily_mean / 24.0 + 1e-9
         else:
@@ -563,39 +541,6 @@ class StandardLoadProfile(Forecaster):
         self._wfac = wfac
         self._shares = shares
         self._learned = learned
-
-    def _hourly_residuals(
-        self,
-        usable: pl.DataFrame,
-        pred_oof: np.ndarray,
-        ok: np.ndarray,
-        first_day: int,
-        shares: np.ndarray,
-        learned: np.ndarray,
-        tmean: np.ndarray,
-        weekday: np.ndarray,
-        profile: str,
-        daily_mean: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Relative residuals of hourly values against out-of-fold daily values split
-        into hours (flattened, with their meter index)."""
-        names = list(self.meters_)
-        sub = usable.filter(pl.col("meter_id").is_in(names))
-        code = (
-            sub.get_column("meter_id").cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
-        )
-        sec = sub.get_column("ts").dt.epoch("s").to_numpy()
-        d = sec // 86400 - first_day
-        h = (sec // 3600) % 24
-        inside = (d >= 0) & (d < ok.shape[1])
-        code, d, h = code[inside], d[inside], h[inside]
-        yv = sub.get_column("volume_m3").to_numpy()[inside]
-        good = ok[code, d]
-        code, d, h, yv = code[good], d[good], h[good], yv[good]
-        share = _share_lookup(code, d + first_day, h, shares, learned, tmean[code, d], profile)
-        yhat = pred_oof[code, d] * share
-        floor = SCALE_FLOOR * daily_mean[code] / 24.0 + 1e-9
-        return (yv - yhat) / (yhat + floor), code
 
     # --- predict --------------------------------------------------------------------
     def _predict(self, temperature: pl.DataFrame) -> pl.DataFrame:
@@ -681,17 +626,144 @@ def _day_index(ts: dt.datetime) -> int:
 
 
 def _dense(
-    frame: pl.DataFrame, column: str, names: list[str], first_day: int, n_days: int
+    code: np.ndarray, day: np.ndarray, value: np.ndarray, n_meters: int, n_days: int
 ) -> np.ndarray:
-    out = np.full((len(names), n_days), np.nan)
-    if frame.height == 0:
-        return out
-    frame = frame.filter(pl.col("meter_id").is_in(names))
-    code = frame.get_column("meter_id").cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
-    d = frame.get_column("day").dt.epoch("s").to_numpy() // 86400 - first_day
-    inside = (d >= 0) & (d < n_days)
-    out[code[inside], d[inside]] = frame.get_column(column).to_numpy()[inside]
+    """``(meters, days)`` matrix of daily values (``NaN`` where absent); rows outside
+    ``[0, n_days)`` are dropped."""
+    out = np.full((n_meters, n_days), np.nan)
+    inside = (day >= 0) & (day < n_days)
+    out[code[inside], day[inside]] = value[inside]
     return out
+
+
+class _Rows:
+    """The usable history as numpy arrays, built once per fit.
+
+    Consumption rows (``valid`` volume): ``code`` (index in the sorted fitted-or-not
+    meter names), UTC ``day`` (days since the epoch), ``hod`` (UTC hour of day, hourly
+    only), ``value`` (m³).  Their runs of one meter's UTC day: ``start`` row, ``size``
+    (rows; 24 = a complete day of hourly data, 1 for daily data) and ``total`` (sum).
+    Daily series: ``d_*`` (daily volumes: complete days of hourly data, or the daily
+    rows) and ``dt_*`` (daily mean temperatures: days with at least
+    :data:`MIN_TEMPERATURE_HOURS` hours, or the daily rows).
+
+    Day sums are compensated (Kahan) sums in row order, as Polars' group-by sums, so
+    the daily values equal a ``group_by(meter, day).sum()`` to the last bit.
+    """
+
+    code: np.ndarray
+    day: np.ndarray
+    hod: np.ndarray
+    value: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+    total: np.ndarray
+    d_code: np.ndarray
+    d_day: np.ndarray
+    d_value: np.ndarray
+    dt_code: np.ndarray
+    dt_day: np.ndarray
+    dt_value: np.ndarray
+
+    @classmethod
+    def of(
+        cls, consumption: pl.DataFrame, temperature: pl.DataFrame, names: list[str], freq: Freq
+    ) -> _Rows:
+        self = cls()
+        c_code, c_step = encode(consumption, names, freq=freq)
+        if same_rows(consumption, temperature):
+            t_code, t_step = c_code, c_step
+        else:
+            t_code, t_step = _codes_of_known(temperature, names, freq)
+        t_value = temperature.get_column("temperature_c").to_numpy()
+        known = t_code >= 0
+        if not bool(known.all()):
+            t_code, t_step, t_value = t_code[known], t_step[known], t_value[known]
+        value = consumption.get_column("volume_m3").to_numpy()
+        usable = usable_rows(consumption)
+        if usable is not None:
+            c_code, c_step, value = c_code[usable], c_step[usable], value[usable]
+        self.code, self.value = c_code, value
+        if freq == "day":
+            self.day = c_step
+            self.hod = np.zeros(c_step.size, dtype=np.int64)
+            self.start = np.arange(c_step.size)
+            self.size = np.ones(c_step.size, dtype=np.int64)
+            self.total = value
+            # Daily rows are unique per meter and day (checked by the base class).
+            self.d_code, self.d_day, self.d_value = c_code, c_step, value
+            self.dt_code, self.dt_day, self.dt_value = t_code, t_step, t_value
+            return self
+        self.day = c_step // 24
+        self.hod = c_step - self.day * 24
+        start, size = _day_runs(c_code, self.day)
+        total = _kahan_sums(value, start, size)
+        self.start, self.size, self.total = start, size, total
+        full = size == 24
+        self.d_code, self.d_day = c_code[start[full]], self.day[start[full]]
+        self.d_value = total[full]
+        if t_code is not c_code:  # else the temperature rows are the consumption rows
+            t_day = t_step // 24
+            start, size = _day_runs(t_code, t_day)
+        else:
+            t_day = self.day
+        mean = _kahan_sums(t_value, start, size) / size
+        enough = size >= MIN_TEMPERATURE_HOURS
+        self.dt_code, self.dt_day = t_code[start[enough]], t_day[start[enough]]
+        self.dt_value = mean[enough]
+        return self
+
+
+def _codes_of_known(
+    frame: pl.DataFrame, names: list[str], freq: Freq
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`encode` with the codes of ``names``; rows of other meters get code -1."""
+    every = pl.concat([pl.Series(names, dtype=pl.String), meters_in(frame)]).unique().sort()
+    code, step = encode(frame, every.to_list(), freq=freq)
+    if every.len() > len(names):
+        remap = np.full(every.len(), -1, dtype=np.int64)
+        remap[np.searchsorted(every.to_numpy(), np.asarray(names))] = np.arange(len(names))
+        code = remap[code]
+    return code, step
+
+
+def _day_runs(code: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start row and row count of each run of equal ``(code, day)`` (rows sorted by
+    meter and time, so a run is one meter's UTC day)."""
+    if code.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    new = np.empty(code.size, dtype=bool)
+    new[0] = True
+    np.not_equal(code[1:], code[:-1], out=new[1:])
+    new[1:] |= day[1:] != day[:-1]
+    start = np.flatnonzero(new)
+    return start, np.diff(np.append(start, code.size))
+
+
+def _kahan_sums(values: np.ndarray, start: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Compensated (Kahan) sum of each run ``values[start : start + size]`` in row
+    order, the summation Polars' group-by ``sum``/``mean`` use; vectorised over the
+    runs, one step per position within a run (at most 24 for the hours of a day)."""
+    total = np.zeros(start.size)
+    comp = np.zeros(start.size)
+    if start.size == 0:
+        return total
+    longest = int(size.max())
+    if int(size.min()) == longest and longest * start.size == values.size:
+        block = values.reshape(start.size, longest).T.copy()  # all runs equally long
+        for j in range(longest):
+            step = block[j] - comp
+            new = total + step
+            comp = (new - total) - step
+            total = new
+        return total
+    for j in range(longest):
+        live = np.flatnonzero(size > j)
+        step = values[start[live] + j] - comp[live]
+        new = total[live] + step
+        comp[live] = (new - total[live]) - step
+        total[live] = new
+    return total
 
 
 _PUBLISHED_CACHE: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -746,39 +818,97 @@ def _published(profile: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _learn_shares(
-    usable: pl.DataFrame, names: list[str], fitted: np.ndarray
+    rows: _Rows, kept: np.ndarray, n: int, fitted: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hour-of-day shares ``(meters, day_type, 24)`` from complete valid days, and which
-    meters have them (fitted meters with complete days of positive use)."""
-    n = len(names)
+    meters have them (fitted meters with complete days of positive use).  ``kept`` maps
+    a row's meter code to its index among the ``n`` kept meters (-1 = not kept).
+
+    A cell's share is the sum of its hours' use over the sum of those days' totals; the
+    denominator is the same for the 24 hours of a day type, so it is summed per day.
+    """
     shares = np.zeros((n, 2, 24))
-    sub = usable.filter(pl.col("meter_id").is_in(names))
-    if sub.height == 0:
+    k = kept[rows.code[rows.start]]  # per day
+    day = rows.day[rows.start]
+    sel = (k >= 0) & (rows.size == 24) & (rows.total > 0)
+    if not bool(sel.any()):
         return shares, np.zeros(n, dtype=bool)
-    frame = (
-        sub.with_columns(pl.col("ts").dt.truncate("1d").alias("day"))
-        .with_columns(
-            pl.len().over("meter_id", "day").alias("n"),
-            pl.col("volume_m3").sum().over("meter_id", "day").alias("total"),
-        )
-        .filter((pl.col("n") == 24) & (pl.col("total") > 0))
-    )
-    code = frame.get_column("meter_id").cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
-    sec = frame.get_column("ts").dt.epoch("s").to_numpy()
-    weekend = ((sec // 86400 + 3) % 7 >= 5).astype(np.int64)
-    cell = (code * 2 + weekend) * 24 + (sec // 3600) % 24
-    num = np.bincount(cell, weights=frame.get_column("volume_m3").to_numpy(), minlength=n * 48)
-    den = np.bincount(cell, weights=frame.get_column("total").to_numpy(), minlength=n * 48)
-    num, den = num.reshape(n, 2, 24), den.reshape(n, 2, 24)
-    has = den.sum(axis=2) > 0  # (meters, day_type)
+    day_cell = k * 2 + ((day + 3) % 7 >= 5)  # (meter, day_type)
+    den = np.bincount(day_cell[sel], weights=rows.total[sel], minlength=n * 2)
+    cell, hod, value = _rows_of_days(rows, sel, day_cell[sel] * 24)
+    cell += hod
+    num = np.bincount(cell, weights=value, minlength=n * 48).reshape(n, 2, 24)
+    has = den.reshape(n, 2) > 0  # (meters, day_type)
     with np.errstate(invalid="ignore", divide="ignore"):
-        s = num / den
+        s = num / den.reshape(n, 2, 1)
     # A day type without complete days borrows the other's shares.
     s[:, 0] = np.where(has[:, 0:1], s[:, 0], s[:, 1])
     s[:, 1] = np.where(has[:, 1:2], s[:, 1], s[:, 0])
     learned = fitted & has.any(axis=1)
     shares[learned] = s[learned]
     return shares, learned
+
+
+def _rows_of_days(
+    rows: _Rows, sel: np.ndarray, per_day: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the rows of the selected days (``sel``, one per day run): ``per_day`` (one
+    per selected day) repeated to each row, the rows' hour of day and value (no copies
+    when every day is selected)."""
+    size = rows.size
+    if bool(sel.all()):
+        return np.repeat(per_day, size), rows.hod, rows.value
+    row_sel = np.repeat(sel, size)
+    return np.repeat(per_day, size[sel]), rows.hod[row_sel], rows.value[row_sel]
+
+
+def _hourly_residuals(
+    rows: _Rows,
+    kept: np.ndarray,
+    pred_oof: np.ndarray,
+    ok: np.ndarray,
+    first_day: int,
+    shares: np.ndarray,
+    learned: np.ndarray,
+    tmean: np.ndarray,
+    profile: str,
+    daily_mean: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Relative residuals of hourly values against out-of-fold daily values split
+    into hours (flattened, with their kept-meter index).
+
+    Works per day where it can: a usable day (``ok``) is a complete one, so the
+    day's prediction, share row and floor are looked up once and repeated to its hours.
+    """
+    n_days = ok.shape[1]
+    k = kept[rows.code[rows.start]]  # per day run
+    dayno = rows.day[rows.start]
+    d = dayno - first_day
+    cell = np.where((k >= 0) & (d >= 0) & (d < n_days), k * n_days + d, -1)
+    good = cell >= 0
+    good[good] = ok.reshape(-1)[cell[good]]
+    k, dayno, cell = k[good], dayno[good], cell[good]
+    size = rows.size[good]
+    wd = (dayno + 3) % 7
+    # Index of each hour's share in `lookup`: learned meters' own shares (meter, day
+    # type, hour), the others' the BDEW table's (weekday, hour, temperature band).
+    own = learned[k]
+    base = (k * 2 + (wd >= 5)) * 24
+    if bool(own.all()):
+        lookup = shares.reshape(-1)
+        per_hour, hod, yv = _rows_of_days(rows, good, base)
+        share = lookup[per_hour + hod]
+    else:
+        _, _, table = _published(profile)  # (weekday, hour, band)
+        lookup = np.concatenate([shares.reshape(-1), table.reshape(-1)])
+        band = slp_temperature_band(np.nan_to_num(tmean.reshape(-1)[cell[~own]], nan=10.0))
+        base[~own] = shares.size + wd[~own] * 240 + band
+        per_hour, hod, yv = _rows_of_days(rows, good, base)
+        stride, _, _ = _rows_of_days(rows, good, np.where(own, 1, 10))
+        share = lookup[per_hour + hod * stride]
+    yhat = np.repeat(pred_oof.reshape(-1)[cell], size) * share
+    floor = SCALE_FLOOR * daily_mean / 24.0 + 1e-9
+    return (yv - yhat) / (yhat + np.repeat(floor[k], size)), np.repeat(k, size)
 
 
 def _share_lookup(
@@ -793,7 +923,7 @@ def _share_lookup(
     """Share of the day's use in each UTC hour: learned, or BDEW by weekday and band."""
     wd = (dayno + 3) % 7
     weekend = (wd >= 5).astype(np.int64)
-    out = shares[code, weekend, hour]
+    out = shares.reshape(-1)[(code * 2 + weekend) * 24 + hour]
     bdew = ~learned[code]
     if bdew.any():
         _, _, table = _published(profile)
@@ -860,21 +990,10 @@ def _quantiles(
     q_hi = np.zeros(n)
     if z.size == 0:
         return q_lo, q_hi
-    frame = (
-        pl.DataFrame({"m": zm, "z": z})
-        .group_by("m")
-        .agg(
-            pl.col("z").quantile(lo_q, interpolation="linear").alias("lo"),
-            pl.col("z").quantile(hi_q, interpolation="linear").alias("hi"),
-            pl.len().alias("n"),
-        )
-    )
-    pooled_lo = float(np.quantile(z, lo_q))
-    pooled_hi = float(np.quantile(z, hi_q))
-    q_lo[:] = pooled_lo
-    q_hi[:] = pooled_hi
-    enough = frame.filter(pl.col("n") >= min_count)
-    idx = enough.get_column("m").to_numpy()
-    q_lo[idx] = enough.get_column("lo").to_numpy()
-    q_hi[idx] = enough.get_column("hi").to_numpy()
+    own_lo, own_hi = group_quantiles(z, zm, n, (lo_q, hi_q))
+    enough = np.bincount(zm, minlength=n) >= min_count
+    q_lo[enough], q_hi[enough] = own_lo[enough], own_hi[enough]
+    if not bool(enough.all()):
+        q_lo[~enough] = float(np.quantile(z, lo_q))
+        q_hi[~enough] = float(np.quantile(z, hi_q))
     return np.minimum(q_lo, 0.0), np.maximum(q_hi, 0.0)

@@ -11,11 +11,15 @@ the checks run in an order that makes the fuzz-tested guarantees hold:
   ``unknown_profile``; the JSON checksum is lower-case hex, so no flip yields an equal value.
 
 Records that repeat (archives) are decoded column-wise with one ``np.frombuffer`` over a
-structured dtype per frame type.
+structured dtype per frame type.  Bulk landing (:mod:`ingest._landing`) asks for the
+records as numpy columns instead of per-reading tuples (:func:`decode_columns`,
+:class:`RecordColumns`), and checks the CRC-16/MODBUS of a whole batch at once
+(:func:`modbus_many`); both give exactly what :func:`decode` gives.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -28,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from ingest._crc import CRC_SIZE, crc
+from ingest._crc import _MODBUS_TABLE, CRC_SIZE, crc
 from ingest._wire import (
     ACK_FRAME_TYPE,
     DOWNLINK_FRAME_TYPE,
@@ -43,7 +47,16 @@ from ingest._wire import (
 if TYPE_CHECKING:
     from ingest._device_profiles import DeviceProfile, FieldSpec, FrameSpec, ProfileRegistry
 
-__all__ = ["decode", "decode_server", "encode", "encode_server", "max_records"]
+__all__ = [
+    "RecordColumns",
+    "decode",
+    "decode_columns",
+    "decode_server",
+    "encode",
+    "encode_server",
+    "max_records",
+    "modbus_many",
+]
 
 VERSION: Final = 1
 _HEADER: Final = struct.Struct(">BHIIIBH")
@@ -91,23 +104,93 @@ def _secs(ts: dt.datetime, what: str) -> int:
 # --- decoding -------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordColumns:
+    """The repeated records of one binary frame as numpy columns (for bulk landing).
+
+    Attributes
+    ----------
+    times
+        Record times, unix seconds (int64), one per record.
+    readings
+        ``(channel, values, present)`` per channel field, in field order; ``values`` is
+        float64 per record, ``present`` marks the records that carry a value (a missing
+        value is no reading, as in :attr:`Frame.readings`); None = all present.
+    archive
+        ``"hourly"``/``"daily"`` when the frame type feeds archive columns.
+    archive_columns
+        ``(column, values, present)`` per archive field, like ``readings`` (a missing
+        value is a null in the archive record).
+    """
+
+    times: np.ndarray[Any, np.dtype[np.int64]]
+    readings: tuple[tuple[str, np.ndarray[Any, Any], np.ndarray[Any, Any] | None], ...]
+    archive: str | None
+    archive_columns: tuple[tuple[str, np.ndarray[Any, Any], np.ndarray[Any, Any] | None], ...]
+
+    def reading_tuples(self) -> tuple[tuple[str, dt.datetime, float | None], ...]:
+        """The readings as :attr:`Frame.readings` has them (channel-major, present only)."""
+        times = [_utc(int(t)) for t in self.times.tolist()]
+        out: list[tuple[str, dt.datetime, float | None]] = []
+        for channel, values, present in self.readings:
+            vals = values.tolist()
+            keep = present.tolist() if present is not None else [True] * len(vals)
+            out.extend((channel, ts, v) for ts, v, k in zip(times, vals, keep, strict=True) if k)
+        return tuple(out)
+
+    def archive_tuples(self) -> tuple[tuple[str, dt.datetime, dict[str, float | None]], ...]:
+        """The archive records as :attr:`Frame.archives` has them."""
+        if self.archive is None or not self.archive_columns:
+            return ()
+        cols = [
+            (c, v.tolist(), p.tolist() if p is not None else [True] * len(v))
+            for c, v, p in self.archive_columns
+        ]
+        return tuple(
+            (self.archive, _utc(int(t)), {c: (v[i] if ok[i] else None) for c, v, ok in cols})
+            for i, t in enumerate(self.times.tolist())
+        )
+
+
+def decode_columns(
+    reg: ProfileRegistry, raw: bytes, hint: str | None, *, known_crc: tuple[str, int, bytes] | None = None
+) -> tuple[Frame, RecordColumns | None]:
+    """Decode like :func:`decode`, with a binary frame's records as numpy columns.
+
+    Returns ``(frame, columns)``: when ``columns`` is not None, ``frame`` has no
+    ``readings`` or ``archives`` (they are in ``columns``); events, command acks and
+    the envelope fields are in ``frame`` as usual.  JSON documents come back whole
+    (``columns`` None).  ``known_crc`` = ``(algorithm, end, checksum)`` computed in bulk
+    for ``raw[:end]`` (see :func:`modbus_many`) saves computing it here.  Raises what
+    :func:`decode` raises, for the same bytes.
+    """
+    return _decode(reg, raw, hint, columnar=True, known_crc=known_crc)
+
+
 def decode(reg: ProfileRegistry, raw: bytes, hint: str | None) -> Frame:
     """Decode one uplink packet (see :meth:`ProfileRegistry.decode`)."""
+    return _decode(reg, raw, hint, columnar=False, known_crc=None)[0]
+
+
+def _decode(
+    reg: ProfileRegistry, raw: bytes, hint: str | None, *, columnar: bool,
+    known_crc: tuple[str, int, bytes] | None,
+) -> tuple[Frame, RecordColumns | None]:  # fmt: skip
     if len(raw) > reg.max_frame_bytes:
         raise FrameError(Reason.OVERSIZED, f"{len(raw)} bytes, the limit is {reg.max_frame_bytes}")
     if not raw:
         raise FrameError(Reason.TRUNCATED, "empty packet")
     prof = reg.profile(hint) if hint is not None else None
     if prof is not None and prof.format == "json":
-        return _decode_json(prof, raw)
+        return _decode_json(prof, raw), None
     if prof is None and raw[0] != VERSION:
         if raw.lstrip()[:1] == b"{" or not raw.strip():
-            return _decode_json(_json_profile(reg, raw), raw)
+            return _decode_json(_json_profile(reg, raw), raw), None
         raise FrameError(
             Reason.SCHEMA,
             f"first byte {raw[0]:#04x} is neither binary frame version {VERSION} nor a JSON '{{'",
         )
-    return _decode_binary(reg, prof, raw)
+    return _decode_binary(reg, prof, raw, columnar=columnar, known_crc=known_crc)
 
 
 def _json_profile(reg: ProfileRegistry, raw: bytes) -> DeviceProfile:
@@ -127,7 +210,10 @@ def _json_profile(reg: ProfileRegistry, raw: bytes) -> DeviceProfile:
     )
 
 
-def _decode_binary(reg: ProfileRegistry, prof: DeviceProfile | None, raw: bytes) -> Frame:
+def _decode_binary(
+    reg: ProfileRegistry, prof: DeviceProfile | None, raw: bytes, *, columnar: bool = False,
+    known_crc: tuple[str, int, bytes] | None = None,
+) -> tuple[Frame, RecordColumns | None]:  # fmt: skip
     n = len(raw)
     if raw[0] != VERSION:
         raise FrameError(Reason.SCHEMA, f"frame version {raw[0]}, expected {VERSION}")
@@ -154,7 +240,11 @@ def _decode_binary(reg: ProfileRegistry, prof: DeviceProfile | None, raw: bytes)
         raise FrameError(Reason.TRUNCATED, f"need {total} bytes, got {n}")
     if n > total:
         raise FrameError(Reason.SCHEMA, f"{n - total} bytes after the {prof.crc} checksum")
-    if crc(prof.crc, raw[:end]) != raw[end:]:
+    if known_crc is not None and known_crc[0] == prof.crc and known_crc[1] == end:
+        check = known_crc[2]
+    else:
+        check = crc(prof.crc, raw[:end])
+    if check != raw[end:]:
         raise FrameError(Reason.BAD_CRC, f"{prof.crc} mismatch on a {n}-byte {prof.name} frame")
     spec = prof.frame_type(ftype)
     if spec is None:
@@ -164,8 +254,12 @@ def _decode_binary(reg: ProfileRegistry, prof: DeviceProfile | None, raw: bytes)
     device_id = prof.device_id(serial)
     body = raw[HEADER_SIZE:end]
     if spec.body == "secret":
-        return Frame(prof.name, device_id, counter, device_time, spec.kind, secret=body)
-    return _decode_records(prof, spec, body, device_id, counter, device_time)
+        return Frame(prof.name, device_id, counter, device_time, spec.kind, secret=body), None
+    if columnar:
+        got = _decode_record_columns(prof, spec, body, device_id, counter, device_time)
+        if got is not None:
+            return got
+    return _decode_records(prof, spec, body, device_id, counter, device_time), None
 
 
 def _decode_records(
@@ -214,6 +308,155 @@ def _decode_records(
     return _assemble(prof, spec, columns, times, device_id, counter, device_time)
 
 
+def decode_many(
+    reg: ProfileRegistry, raws: Sequence[bytes], hints: Sequence[str | None]
+) -> list[tuple[Frame, RecordColumns | None] | FrameError]:
+    """:func:`decode_columns` of a batch, with the CRC-16/MODBUS checked in bulk.
+
+    One result per packet: ``(frame, columns)`` or the :class:`FrameError` that
+    :meth:`ProfileRegistry.decode` raises for those bytes (an unexpected exception is
+    reported as ``schema``, as there).
+    """
+    reg._maybe_refresh()  # what ProfileRegistry.decode does per packet, once per batch
+    known: list[tuple[str, int, bytes] | None] = [None] * len(raws)
+    todo: list[int] = []
+    ends: list[int] = []
+    for i, (raw, hint) in enumerate(zip(raws, hints, strict=True)):
+        if len(raw) < HEADER_SIZE or raw[0] != VERSION or len(raw) > reg.max_frame_bytes:
+            continue
+        end = HEADER_SIZE + int.from_bytes(raw[16:18], "big")
+        try:
+            prof = reg.profile(hint) if hint is not None else reg.by_code(int.from_bytes(raw[1:3], "big"))
+        except FrameError:
+            continue
+        if prof.format == "binary" and prof.crc == "crc16-modbus" and len(raw) == end + 2:
+            todo.append(i)
+            ends.append(end)
+    if len(todo) >= _BULK_MIN:
+        sums = modbus_many([raws[i][:e] for i, e in zip(todo, ends, strict=True)])
+        for i, e, c in zip(todo, ends, sums, strict=True):
+            known[i] = ("crc16-modbus", e, c.to_bytes(2, "little"))
+    out: list[tuple[Frame, RecordColumns | None] | FrameError] = []
+    for raw, hint, k in zip(raws, hints, known, strict=True):
+        try:
+            out.append(_decode(reg, bytes(raw), hint, columnar=True, known_crc=k))
+        except FrameError as e:
+            out.append(e)
+        except Exception as e:  # noqa: BLE001 - as ProfileRegistry.decode: never another exception
+            out.append(FrameError(Reason.SCHEMA, f"internal decoder error ({type(e).__name__}: {e})"))
+    return out
+
+
+#: Fewer frames than this are checked one by one (numpy's per-step cost would dominate).
+_BULK_MIN: Final = 8
+_modbus_pairs: np.ndarray[Any, np.dtype[np.uint16]] | None = None
+
+
+def _modbus_pair_table() -> np.ndarray[Any, np.dtype[np.uint16]]:
+    """CRC-16/MODBUS state after two bytes, indexed by ``state ^ little-endian word``."""
+    global _modbus_pairs
+    if _modbus_pairs is None:
+        t = np.array(_MODBUS_TABLE, dtype=np.uint32)
+        x = np.arange(65536, dtype=np.uint32)
+        for _ in range(2):
+            x = (x >> 8) ^ t[x & 0xFF]
+        _modbus_pairs = x.astype(np.uint16)
+    return _modbus_pairs
+
+
+def modbus_many(datas: Sequence[bytes]) -> list[int]:
+    """CRC-16/MODBUS of each of ``datas``, computed for all of them at once.
+
+    The messages advance together, two bytes per numpy step (a 65,536-entry table),
+    longest first so that each step works on a prefix of the batch; equal to
+    :func:`ingest._crc.crc16_modbus` message by message.
+    """
+    m = len(datas)
+    if m == 0:
+        return []
+    lens = np.fromiter((len(d) for d in datas), dtype=np.int64, count=m)
+    order = np.argsort(-lens, kind="stable")
+    longest = int(lens[order[0]])
+    width = longest + (longest & 1)
+    buf = np.zeros((m, width), dtype=np.uint8)
+    for row, i in enumerate(order.tolist()):
+        d = datas[i]
+        buf[row, : len(d)] = np.frombuffer(d, dtype=np.uint8)
+    words = np.ascontiguousarray(buf.view("<u2").T)  # (width // 2, m), sorted rows
+    sorted_lens = lens[order]
+    pairs = _modbus_pair_table()
+    c = np.full(m, 0xFFFF, dtype=np.uint16)
+    # active[j] = how many messages still have a whole word j
+    nwords = sorted_lens // 2
+    active = np.searchsorted(-nwords, -np.arange(int(nwords[0]) if m else 0), side="left")
+    for j, k in enumerate(active.tolist()):
+        c[:k] = pairs[c[:k] ^ words[j, :k]]
+    odd = np.flatnonzero(sorted_lens & 1)
+    if odd.size:
+        b = buf[odd, sorted_lens[odd] - 1].astype(np.uint16)
+        t = np.array(_MODBUS_TABLE, dtype=np.uint16)
+        c[odd] = (c[odd] >> 8) ^ t[(c[odd] ^ b) & 0xFF]
+    out = np.empty(m, dtype=np.uint16)
+    out[order] = c
+    return [int(x) for x in out.tolist()]
+
+
+#: Record times a datetime can hold (years 1..9999), unix seconds.
+_MIN_S: Final = -62135596800
+_MAX_S: Final = 253402300799
+
+
+def _decode_record_columns(
+    prof: DeviceProfile, spec: FrameSpec, body: bytes, device_id: str, counter: int,
+    device_time: dt.datetime,
+) -> tuple[Frame, RecordColumns] | None:  # fmt: skip
+    """:func:`_decode_records` with channel and archive fields left as numpy columns.
+
+    None when the frame needs the general path (no numpy layout, or a record time that
+    is not a date, which the general path reports).
+    """
+    psize, rsize = spec.prefix_size, spec.record_size
+    nrec, rest = divmod(len(body) - psize, rsize)
+    if len(body) < psize or rest or spec.dtype is None:
+        return None  # the general path raises the schema error
+    arr = np.frombuffer(body, dtype=spec.dtype, count=nrec, offset=psize)
+    slot_index = {s: f"s{i}" for i, s in enumerate(spec.slots)}
+    if spec.time == "record":
+        ts_field = next(f for f in spec.fields if f.role == "ts")
+        times = arr[slot_index[ts_field.slot]].astype(np.int64)
+    elif spec.time == "prefix":
+        pf = next(f for f in spec.prefix if f.role == "ts")
+        start = int.from_bytes(body[pf.offset : pf.offset + pf.size], pf.endian, signed=pf.type[0] == "i")
+        times = start + np.arange(nrec, dtype=np.int64) * spec.interval_s
+    else:
+        times = np.full(nrec, _secs(device_time, "device time"), dtype=np.int64)
+    if nrec and (int(times.min()) < _MIN_S or int(times.max()) > _MAX_S):
+        return None
+    readings: list[tuple[str, np.ndarray[Any, Any], np.ndarray[Any, Any] | None]] = []
+    archive: list[tuple[str, np.ndarray[Any, Any], np.ndarray[Any, Any] | None]] = []
+    other = [f for f in spec.fields if f.role in ("event_code", "event_arg", "command_id")]
+    with np.errstate(all="ignore"):
+        for f in spec.fields:
+            if f.channel or f.column:
+                v, bad = _values_arr(f, arr[slot_index[f.slot]])
+                present = ~bad if bad is not None and bool(bad.any()) else None
+                (readings if f.channel else archive).append((f.channel or f.column or "", v, present))
+    frame = Frame(prof.name, device_id, counter, device_time, spec.kind)
+    if other:  # events and command acks: few, through the general assembly
+        columns: dict[str, list[Any]] = {}
+        for f in other:
+            col = arr[slot_index[f.slot]]
+            if f.role in ("event_code", "command_id"):
+                columns[f.name] = col.tolist()
+            elif f.role == "event_arg":
+                columns[f.name] = _values(f, col)
+        stamps = [_utc(t) for t in times.tolist()]
+        bare = dataclasses.replace(spec, fields=tuple(other))
+        frame = _assemble(prof, bare, columns, stamps, device_id, counter, device_time)
+    cols = RecordColumns(times, tuple(readings), spec.archive if archive else None, tuple(archive))
+    return frame, cols
+
+
 #: Up to this many records a frame is decoded with :mod:`struct`, above with numpy.
 _SMALL: Final = 48
 
@@ -240,6 +483,18 @@ def _values(f: FieldSpec, col: np.ndarray[Any, Any]) -> list[float | None]:
 
 
 def _values_np(f: FieldSpec, col: np.ndarray[Any, Any]) -> list[float | None]:
+    v, bad = _values_arr(f, col)
+    out: list[float | None] = v.tolist()
+    if bad is not None and bad.any():
+        for i in np.flatnonzero(bad).tolist():
+            out[i] = None
+    return out
+
+
+def _values_arr(
+    f: FieldSpec, col: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
+    """Scaled float64 values of one field and the mask of missing/non-finite ones."""
     if f.bit is not None:
         v = ((col >> f.bit) & 1).astype(np.float64)
     else:
@@ -258,17 +513,13 @@ def _values_np(f: FieldSpec, col: np.ndarray[Any, Any]) -> list[float | None]:
                 v += f.add
             if f.decimals is not None:
                 v = np.round(v, f.decimals)
-    out: list[float | None] = v.tolist()
     bad = None
     if f.missing is not None:
         bad = col == f.missing
     if f.is_float:
         nonfinite = ~np.isfinite(v)
         bad = nonfinite if bad is None else bad | nonfinite
-    if bad is not None and bad.any():
-        for i in np.flatnonzero(bad).tolist():
-            out[i] = None
-    return out
+    return v, bad
 
 
 def _values_py(f: FieldSpec, col: Sequence[Any]) -> list[float | None]:

@@ -5,11 +5,19 @@ known packet hashes, stored frame counters, the register readings around a batch
 its one-transaction write of a whole batch live here, for both stores:
 
 PostgreSQL
-    Every table of the batch is ``COPY``-ed (CSV built by Polars from columns) into a
-    per-connection temporary staging table (``ON COMMIT DELETE ROWS``, created once per
-    connection), then moved with ``INSERT … SELECT … ORDER BY key ON CONFLICT …``.
-    Device registry rows are locked ``FOR UPDATE`` in key order, so two services landing
-    frames of the same unit serialise instead of double-counting.
+    Every table of the batch is ``COPY``-ed in PostgreSQL's *binary* format (built with
+    numpy from the frame's columns, see :func:`binary_copy`: no text to parse on the
+    server) into a per-connection temporary staging table (``ON COMMIT DELETE ROWS``),
+    then moved with ``INSERT … SELECT … ORDER BY key ON CONFLICT …``.
+    The two big tables take a shortcut when their rows are new, which is the common case
+    (units send what is new): ``readings`` and the register-derived ``hourly_archive``
+    rows are first COPYed straight into the table under a savepoint; a key conflict
+    (a re-sent hour, late data) rolls back to the savepoint and the rows take the staged
+    ``ON CONFLICT`` path, so the result is the same either way, exactly once.  After a
+    conflict the shortcut is skipped for a few batches (:data:`DIRECT_BACKOFF`).
+    Raw packet bytes are TOAST-compressed with lz4 where the server has it (cheaper
+    than pglz).  Device registry rows are locked ``FOR UPDATE`` in key order, so two
+    services landing frames of the same unit serialise instead of double-counting.
 DuckDB
     The frames are registered as Arrow views and inserted with anti-joins on the natural
     key (the big tables carry no key index, see ``sql/duckdb/001_core.sql``); one writer.
@@ -22,10 +30,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
 import polars as pl
 
 from warehouse._schemas import spec, validate_frame
@@ -76,7 +86,12 @@ PG_ENSURE_PARTITIONS: Final = "SELECT askug_ensure_partitions(%s, %s::timestampt
 PG_CREATE_STAGE: Final = (
     "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-PG_COPY_STAGE: Final = "COPY {stage} ({cols}) FROM STDIN (FORMAT csv)"
+PG_COPY_STAGE: Final = "COPY {stage} ({cols}) FROM STDIN (FORMAT binary)"
+PG_COPY_DIRECT: Final = "COPY {table} ({cols}) FROM STDIN (FORMAT binary)"
+PG_HAS_LZ4: Final = (
+    "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+)
+PG_LZ4: Final = "SET LOCAL default_toast_compression = 'lz4'"
 PG_INSERT_RAW: Final = (
     "INSERT INTO raw_packets ({cols}) SELECT {cols} FROM {stage} ORDER BY sha256 "
     "ON CONFLICT DO NOTHING RETURNING sha256"
@@ -85,26 +100,22 @@ PG_INSERT_NOTHING: Final = (
     "INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ORDER BY {key} "
     "ON CONFLICT DO NOTHING"
 )
-# An hour derived from registers is recomputed when late readings arrive: it replaces a
-# stored register-derived hour only if that one was missing or suspect (a gap healing).
-PG_UPSERT_HOURLY_REGISTER: Final = """
+# One upsert for the hours of a batch, derived from registers (source 'register') and
+# the correctors' own archive (source 'archive'; the caller keeps only the archive row
+# where both give an hour).  A corrector's archive is the billing record: it replaces a
+# stored register-derived hour.  A register-derived hour replaces a stored one only if
+# that one is register-derived too and was missing or suspect (a gap healing by late data).
+PG_UPSERT_HOURLY: Final = """
 INSERT INTO hourly_archive ({cols}) SELECT {cols} FROM {stage} ORDER BY meter_id, ts
 ON CONFLICT (meter_id, ts) DO UPDATE SET
     volume_m3 = EXCLUDED.volume_m3, volume_work_m3 = EXCLUDED.volume_work_m3,
     pressure_kpa = EXCLUDED.pressure_kpa, temperature_c = EXCLUDED.temperature_c,
     quality = EXCLUDED.quality, source = EXCLUDED.source
 WHERE hourly_archive.source = 'register'
-  AND hourly_archive.quality IN ('missing', 'suspect')
-  AND (hourly_archive.volume_m3 IS DISTINCT FROM EXCLUDED.volume_m3
-       OR hourly_archive.quality IS DISTINCT FROM EXCLUDED.quality)"""
-# A corrector's own hourly archive is the billing record: it replaces a register-derived hour.
-PG_UPSERT_HOURLY_ARCHIVE: Final = """
-INSERT INTO hourly_archive ({cols}) SELECT {cols} FROM {stage} ORDER BY meter_id, ts
-ON CONFLICT (meter_id, ts) DO UPDATE SET
-    volume_m3 = EXCLUDED.volume_m3, volume_work_m3 = EXCLUDED.volume_work_m3,
-    pressure_kpa = EXCLUDED.pressure_kpa, temperature_c = EXCLUDED.temperature_c,
-    quality = EXCLUDED.quality, source = EXCLUDED.source
-WHERE hourly_archive.source = 'register'"""
+  AND (EXCLUDED.source = 'archive'
+       OR (hourly_archive.quality IN ('missing', 'suspect')
+           AND (hourly_archive.volume_m3 IS DISTINCT FROM EXCLUDED.volume_m3
+                OR hourly_archive.quality IS DISTINCT FROM EXCLUDED.quality)))"""
 SQL_UPSERT_COUNTERS: Final = """
 INSERT INTO device_counters ({cols}) SELECT {cols} FROM {stage}
 ON CONFLICT (device_id) DO UPDATE SET
@@ -375,6 +386,7 @@ def insert_raw_packets(store: Store, frame: pl.DataFrame) -> set[str]:
         return set()
     if store.backend == "postgres":
         with store.connection() as conn:  # type: ignore[attr-defined]
+            _pg_lz4(store, conn)
             stage = _pg_stage(conn, "raw_packets", data)
             cols = _cols(list(t.schema))
             rows = conn.execute(PG_INSERT_RAW.format(cols=cols, stage=stage)).fetchall()
@@ -452,21 +464,62 @@ def _cols(cols: Sequence[str]) -> str:
 
 def _pg_stage(conn: Any, table: str, frame: pl.DataFrame) -> str:
     """COPY ``frame`` (already in ``table``'s contract) into the staging table of ``table``."""
-    from warehouse._postgres import _to_csv
-
     stage = f"askug_land_{table}"
     # Not cached per connection: a staging table created in a batch that rolled back is
     # gone again, and IF NOT EXISTS is one catalog lookup.
     conn.execute(PG_CREATE_STAGE.format(stage=stage, table=table))
-    payload = _to_csv(frame)
-    with (
-        conn.cursor() as cur,
-        cur.copy(PG_COPY_STAGE.format(stage=stage, cols=_cols(frame.columns))) as copy,
-    ):
-        view = memoryview(payload)
-        for i in range(0, len(view), 1 << 20):
-            copy.write(view[i : i + (1 << 20)])
+    _pg_copy(conn, PG_COPY_STAGE.format(stage=stage, cols=_cols(frame.columns)), frame)
     return stage
+
+
+def _pg_copy(conn: Any, statement: str, frame: pl.DataFrame) -> None:
+    payload = binary_copy(frame)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        view = memoryview(payload)
+        for i in range(0, len(view), 1 << 22):
+            copy.write(view[i : i + (1 << 22)])
+
+
+#: After a key conflict on the direct COPY of a table, this many batches take the
+#: staged path straight away (a stream of re-sent data would otherwise pay twice).
+DIRECT_BACKOFF: Final = 8
+_direct_skip: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def _pg_insert_new(store: Store, conn: Any, table: str, data: pl.DataFrame, staged: str) -> None:
+    """Insert rows that are most likely new: straight COPY under a savepoint, else staged.
+
+    ``staged`` is the ``INSERT … SELECT … ON CONFLICT`` statement (with ``{stage}``)
+    that takes the rows from the staging table when the straight COPY hits a key that is
+    already stored; the savepoint undoes the partial COPY, so the outcome is the same.
+    """
+    import psycopg
+
+    skip = _direct_skip.setdefault(store, {})
+    if skip.get(table, 0) <= 0:
+        try:
+            with conn.transaction():  # a savepoint inside the batch's transaction
+                _pg_copy(conn, PG_COPY_DIRECT.format(table=table, cols=_cols(data.columns)), data)
+            return
+        except psycopg.errors.UniqueViolation:
+            skip[table] = DIRECT_BACKOFF
+    else:
+        skip[table] -= 1
+    stage = _pg_stage(conn, table, data)
+    conn.execute(staged.format(stage=stage))
+
+
+def _pg_lz4(store: Store, conn: Any) -> None:
+    """Compress this transaction's TOASTed values (raw packet bytes) with lz4 if possible."""
+    has = _lz4.get(store)
+    if has is None:
+        row = conn.execute(PG_HAS_LZ4).fetchone()
+        has = _lz4[store] = bool(row and row[0])
+    if has:
+        conn.execute(PG_LZ4)
+
+
+_lz4: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def _pg_ensure_partitions(store: Store, conn: Any, table: str, frame: pl.DataFrame) -> None:
@@ -486,11 +539,22 @@ def _prepared(name: str, frame: pl.DataFrame | None) -> pl.DataFrame | None:
     return data.sort(list(t.key))
 
 
+def merge_hourly(register: pl.DataFrame | None, archive: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The hours of a batch in one frame: archive rows, plus register-derived ones for
+    hours the archive does not give (the corrector's archive is the billing record)."""
+    parts = [f for f in (archive, register) if f is not None and f.height]
+    if not parts:
+        return None
+    t = spec("hourly_archive")
+    frames = [validate_frame(f, t) for f in parts]
+    data = frames[0] if len(frames) == 1 else pl.concat(frames)
+    return data.unique(subset=list(t.key), keep="first", maintain_order=True).sort(list(t.key))
+
+
 def _pg_write(store: Store, rows: LandingRows) -> None:
     with store.connection() as conn:  # type: ignore[attr-defined]
         simple = (
             ("quarantine", rows.quarantine),
-            ("readings", rows.readings),
             ("events", rows.events),
             ("device_daily_archive", rows.device_daily_archive),
         )
@@ -498,7 +562,7 @@ def _pg_write(store: Store, rows: LandingRows) -> None:
             data = _prepared(name, frame)
             if data is None:
                 continue
-            if name in ("readings", "events"):
+            if name == "events":
                 _pg_ensure_partitions(store, conn, name, data)
             t = spec(name)
             stage = _pg_stage(conn, name, data)
@@ -507,18 +571,31 @@ def _pg_write(store: Store, rows: LandingRows) -> None:
                     table=name, cols=_cols(list(t.schema)), stage=stage, key=_cols(t.key)
                 )
             )
-        hourly_cols = _cols(list(spec("hourly_archive").schema))
-        for frame, query in (
-            (rows.hourly_register, PG_UPSERT_HOURLY_REGISTER),
-            (rows.hourly_archive, PG_UPSERT_HOURLY_ARCHIVE),
-        ):
-            data = _prepared("hourly_archive", frame)
-            if data is None:
-                continue
+        data = _prepared("readings", rows.readings)
+        if data is not None:
+            _pg_ensure_partitions(store, conn, "readings", data)
+            t = spec("readings")
+            cols = _cols(list(t.schema))
+            insert = PG_INSERT_NOTHING.format(table="readings", cols=cols, stage="{stage}", key=_cols(t.key))
+            _pg_insert_new(store, conn, "readings", data, insert)
+        data = merge_hourly(rows.hourly_register, rows.hourly_archive)
+        if data is not None:
             _pg_ensure_partitions(store, conn, "hourly_archive", data)
-            stage = _pg_stage(conn, "hourly_archive", data)
-            conn.execute(query.format(cols=hourly_cols, stage=stage))
-            conn.execute(f"TRUNCATE {stage}")  # the second upsert reuses the staging table
+            upsert = PG_UPSERT_HOURLY.format(cols=_cols(list(spec("hourly_archive").schema)), stage="{stage}")
+            # The first hour of each metering point in the batch is the one most likely
+            # stored already (closed by this batch's first reading, or the corrector's
+            # own archive record of that hour): it takes the upsert; the rest is new
+            # unless data was re-sent, and tries the straight COPY.
+            first = data.select(
+                (pl.col("meter_id") != pl.col("meter_id").shift(1)).fill_null(True).alias("first")
+            ).to_series()
+            edge = data.filter(first)
+            rest = data.filter(~first)
+            stage = _pg_stage(conn, "hourly_archive", edge)
+            conn.execute(upsert.format(stage=stage))
+            if rest.height:
+                conn.execute(f"TRUNCATE {stage}")  # the fallback below reuses the staging table
+                _pg_insert_new(store, conn, "hourly_archive", rest, upsert)
         for name, frame, query in (
             ("device_counters", rows.device_counters, SQL_UPSERT_COUNTERS),
             ("ingest_counters", rows.ingest_counters, SQL_UPSERT_STATS),
@@ -537,6 +614,107 @@ def _pg_write(store: Store, rows: LandingRows) -> None:
                     rows.acks["at"].to_list(),
                 ],
             )
+
+
+# --- binary COPY -----------------------------------------------------------------------------
+_PG_EPOCH_US: Final = 946_684_800_000_000  # 2000-01-01 UTC in unix microseconds
+_PG_EPOCH_DAYS: Final = 10_957
+_COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, extension
+_COPY_TRAILER: Final = b"\xff\xff"
+
+
+def _fixed_column(s: pl.Series) -> tuple[np.ndarray[Any, Any], str] | None:
+    """Values (nulls as 0) and big-endian numpy format of a fixed-width column; None = text."""
+    d = s.dtype
+    if isinstance(d, pl.Datetime):  # timestamptz: microseconds since 2000-01-01 UTC
+        us = s.cast(pl.Datetime("us", d.time_zone)).to_physical().fill_null(0).to_numpy()
+        return us - _PG_EPOCH_US, ">i8"
+    if d == pl.Date:
+        return s.to_physical().fill_null(0).to_numpy().astype(np.int64) - _PG_EPOCH_DAYS, ">i4"
+    if d in (pl.Float64, pl.Float32):
+        return s.cast(pl.Float64).fill_null(0.0).to_numpy(), ">f8"
+    if d in (pl.Int64, pl.UInt32):
+        return s.cast(pl.Int64).fill_null(0).to_numpy(), ">i8"
+    if d in (pl.Int32, pl.UInt16):
+        return s.cast(pl.Int32).fill_null(0).to_numpy(), ">i4"
+    if d in (pl.Int16, pl.Int8, pl.UInt8):  # TINYINT columns are smallint on PostgreSQL
+        return s.cast(pl.Int16).fill_null(0).to_numpy(), ">i2"
+    if d == pl.Boolean:
+        return s.fill_null(False).cast(pl.UInt8).to_numpy(), "u1"
+    if d == pl.String:
+        return None
+    raise TypeError(f"no binary COPY encoding for a {d} column")
+
+
+class _CopyColumn:
+    """One column ready for :func:`binary_copy`: values, numpy format and field lengths.
+
+    Text is dictionary-encoded (``values`` are codes into ``texts``), which suits the
+    low-cardinality text of telemetry (device ids, channels, qualities).
+    """
+
+    __slots__ = ("fmt", "lengths", "texts", "values")
+
+    def __init__(self, s: pl.Series) -> None:
+        fixed = _fixed_column(s)
+        self.texts: np.ndarray[Any, Any] | None = None
+        if fixed is not None:
+            self.values, self.fmt = fixed
+            self.lengths = np.full(len(s), np.dtype(self.fmt).itemsize, dtype=np.int64)
+        else:
+            uniq = s.drop_nulls().unique(maintain_order=True).to_list()
+            codes = s.cast(pl.Enum(uniq)).to_physical().fill_null(0).to_numpy()
+            encoded = [u.encode("utf-8") for u in uniq] or [b""]
+            sizes = np.array([len(e) for e in encoded], dtype=np.int64)
+            # numpy's S type drops trailing NUL bytes; PostgreSQL text never holds one
+            self.texts = np.array(encoded, dtype=f"S{max(1, int(sizes.max()))}")
+            self.values, self.fmt = codes, "S"
+            self.lengths = sizes[codes]
+        if s.null_count():
+            self.lengths = np.where(s.is_null().to_numpy(), -1, self.lengths)
+
+
+def binary_copy(frame: pl.DataFrame) -> bytes:
+    """``frame`` as a ``COPY … (FORMAT binary)`` payload, built with numpy from columns.
+
+    Rows whose fields have the same lengths share one packed record layout, so each such
+    group is written with a handful of whole-column numpy assignments; the groups follow
+    each other (the row order inside a group is kept).  Column types must match the
+    target's: String → text, Float64 → float8, Int64 → bigint, Int32 → integer,
+    Int16/Int8 → smallint, Boolean → boolean, Date → date, Datetime → timestamptz.
+    """
+    n = frame.height
+    cols = [_CopyColumn(frame.get_column(c).rechunk()) for c in frame.columns]
+    if n == 0:
+        return _COPY_HEADER + _COPY_TRAILER
+    key = np.zeros(n, dtype=np.int64)
+    for c in cols:
+        if c.fmt == "S" or bool((c.lengths < 0).any()):
+            key = key * (int(c.lengths.max()) + 2) + (c.lengths + 1)
+    shapes, group = np.unique(key, return_inverse=True)
+    group = group.reshape(-1).astype(np.uint16 if len(shapes) < 65536 else np.int64)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(shapes) + 1))
+    out = [_COPY_HEADER]
+    for g in range(len(shapes)):
+        rows = order[bounds[g] : bounds[g + 1]]
+        first = int(rows[0])
+        layout: list[tuple[str, str]] = [("n", ">i2")]
+        for i, c in enumerate(cols):
+            size = int(c.lengths[first])
+            layout.append((f"l{i}", ">i4"))
+            if size > 0:
+                layout.append((f"d{i}", f"S{size}" if c.fmt == "S" else c.fmt))
+        rec = np.empty(len(rows), dtype=np.dtype(layout))
+        rec["n"] = len(cols)
+        for i, c in enumerate(cols):
+            size = int(c.lengths[first])
+            rec[f"l{i}"] = size
+            if size > 0:
+                rec[f"d{i}"] = c.texts[c.values[rows]] if c.texts is not None else c.values[rows]
+        out.append(rec.tobytes())
+    out.append(_COPY_TRAILER)
+    return b"".join(out)
 
 
 # --- DuckDB ----------------------------------------------------------------------------------

@@ -56,7 +56,10 @@ def test_run_vee_stores_findings_estimates_and_audit(loaded: Store) -> None:
     # One audit row per estimate, naming the method; the pipeline is the author.
     trail = read_audit(loaded)
     assert trail.height == summary.audit_rows == estimated.height
-    assert set(trail.get_column("method")) <= {"linear_interpolation", "hdd_profile", "hour_mean"}
+    base = {"linear_interpolation", "hdd_profile", "hour_mean", "uniform"}
+    assert set(trail.get_column("method")) <= base | {f"{m}_scaled_to_register" for m in base}
+    # The simulator's units report registers, so gaps bounded by readings are scaled to them.
+    assert trail.get_column("method").str.ends_with("_scaled_to_register").any()
     assert trail.get_column("changed_by").unique().to_list() == ["vee"]
     assert trail.get_column("reason").str.starts_with("VEE: ").all()
     stored = read_findings(loaded)
@@ -70,10 +73,42 @@ def test_run_vee_stores_findings_estimates_and_audit(loaded: Store) -> None:
 def test_run_vee_twice_changes_nothing_more(loaded: Store) -> None:
     run_vee(loaded)
     archive, trail = loaded.read("hourly_archive"), loaded.count("audit_trail")
+    findings = read_findings(loaded)
     again = run_vee(loaded)
     assert again.estimates == {} and again.audit_rows == 0 and again.marked_suspect == 0
     assert loaded.count("audit_trail") == trail
     assert loaded.read("hourly_archive").equals(archive)
+    # Nothing new is found either: in particular no sum_mismatch on the days whose gaps were
+    # filled (the simulator's stuck register M000017 and gap M000008): the estimates were
+    # scaled to the register difference across each gap.
+    assert read_findings(loaded).height == findings.height
+    assert "sum_mismatch" not in again.findings
+
+
+def test_estimates_across_a_gap_sum_to_the_register_difference(loaded: Store) -> None:
+    run_vee(loaded)
+    trail = read_audit(loaded).filter(pl.col("method").str.ends_with("_scaled_to_register"))
+    assert trail.height
+    devices = loaded.read("devices").filter(pl.col("meter_id").is_not_null())
+    readings = loaded.read("readings", where={"channel": ["volume_register_m3"]}).join(
+        devices.select("device_id", "meter_id", "counter_modulus_m3"), on="device_id")
+    # One row per run of consecutive estimated hours of a meter.
+    runs = (
+        trail.sort("meter_id", "ts")
+        .with_columns(((pl.col("ts").diff() != dt.timedelta(hours=1)) | (pl.col("meter_id") != pl.col("meter_id")
+                       .shift(1))).fill_null(True).cum_sum().alias("run"))
+        .group_by("run")
+        .agg(pl.col("meter_id").first(), pl.col("ts").min().alias("t0"),
+             (pl.col("ts").max() + dt.timedelta(hours=1)).alias("t1"), pl.col("new_value").sum().alias("sum"))
+    )
+    reg = readings.select("meter_id", pl.col("ts").dt.round("1h"), "value", "counter_modulus_m3").unique(
+        subset=["meter_id", "ts"], keep="first")
+    got = runs.join(reg.rename({"ts": "t0", "value": "r0"}), on=["meter_id", "t0"]).join(
+        reg.select("meter_id", pl.col("ts").alias("t1"), pl.col("value").alias("r1")), on=["meter_id", "t1"])
+    assert got.height == runs.height
+    diff = got.select(pl.when(pl.col("r1") >= pl.col("r0")).then(pl.col("r1") - pl.col("r0"))
+                      .otherwise(pl.col("r1") - pl.col("r0") + pl.col("counter_modulus_m3"))).to_series()
+    assert got.get_column("sum").to_list() == pytest.approx(diff.to_list(), rel=1e-9, abs=1e-9)
 
 
 def test_edit_keeps_an_append_only_audit_trail(loaded: Store) -> None:

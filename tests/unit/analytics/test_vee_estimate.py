@@ -142,3 +142,95 @@ def test_quality_summary_shares() -> None:
         quality_summary(two, level="planet")  # type: ignore[arg-type]
     with pytest.raises(AnalyticsError, match="needs a meters frame"):
         quality_summary(two, level="company")
+
+
+# --- scaling estimates to the register difference ------------------------------------------
+
+
+def registers_of(frame: pl.DataFrame, start: float = 1000.0, modulus: float | None = None) -> pl.DataFrame:
+    """Cumulative register readings at every hour boundary of a complete hourly series."""
+    v = frame.sort("ts").get_column("volume_m3").fill_null(0.0).to_list()
+    ts = frame.sort("ts").get_column("ts").to_list()
+    values, total = [], start
+    for x in v:
+        values.append(total)
+        total += x
+    values.append(total)
+    reg = [r % modulus if modulus else r for r in values]
+    return pl.DataFrame({"meter_id": "m1", "ts": [*ts, ts[-1] + H], "register_m3": reg,
+                         "counter_modulus_m3": modulus}, schema_overrides={"counter_modulus_m3": pl.Float64})
+
+
+def test_gap_with_known_register_difference_sums_to_it() -> None:
+    frame, outdoor = heating_series()
+    hole = (pl.col("ts") >= T0 + dt.timedelta(days=10)) & (pl.col("ts") < T0 + dt.timedelta(days=12))
+    truth = frame.filter(hole)
+    metered = frame.with_columns(pl.when(hole).then(pl.col("volume_m3") * 1.3).otherwise("volume_m3"))
+    regs = registers_of(metered).filter(~hole | (pl.col("ts") == T0 + dt.timedelta(days=10)))
+    grid = complete_grid(frame.filter(~hole), start=T0, end=T0 + dt.timedelta(days=21)).join(
+        outdoor, on="ts", how="left")
+    plain = estimate(grid)
+    est = estimate(grid, registers=regs)
+    assert est.height == plain.height == 48
+    assert est.get_column("method").unique().to_list() == ["hdd_profile_scaled_to_register"]
+    # The metered total across the gap (30 % above the profile) is kept, the profile's shape too.
+    assert est.get_column("volume_m3").sum() == pytest.approx(metered.filter(hole).get_column("volume_m3").sum())
+    assert (est.get_column("volume_m3") / plain.get_column("volume_m3")).to_list() == pytest.approx([1.3] * 48)
+    assert plain.get_column("volume_m3").to_list() == pytest.approx(truth.get_column("volume_m3").to_list())
+
+
+def test_short_gap_interpolation_is_scaled_too_and_rollover_is_undone() -> None:
+    v = [1.0, 2.0, None, None, 5.0, 6.0]
+    frame = pl.DataFrame({"meter_id": "m1", "ts": [T0 + i * H for i in range(6)], "volume_m3": v})
+    metered = frame.with_columns(pl.Series("volume_m3", [1.0, 2.0, 4.0, 5.0, 5.0, 6.0]))
+    regs = registers_of(metered, start=99_995.0, modulus=100_000.0)  # wraps inside the gap
+    est = estimate(complete_grid(frame), registers=regs)
+    assert est.get_column("volume_m3").to_list() == pytest.approx([9.0 * 3 / 7, 9.0 * 4 / 7])
+    assert est.get_column("method").unique().to_list() == ["linear_interpolation_scaled_to_register"]
+
+
+def test_unknown_or_implausible_register_difference_leaves_estimates_unscaled() -> None:
+    frame, outdoor = heating_series()
+    hole = (pl.col("ts") >= T0 + dt.timedelta(days=10)) & (pl.col("ts") < T0 + dt.timedelta(days=12))
+    grid = complete_grid(frame.filter(~hole), start=T0, end=T0 + dt.timedelta(days=21)).join(
+        outdoor, on="ts", how="left")
+    plain = estimate(grid)
+    regs = registers_of(frame)
+    missing_end = regs.filter(pl.col("ts") != T0 + dt.timedelta(days=12))
+    assert estimate(grid, registers=missing_end).equals(plain)
+    # A register that went back with no modulus (a meter replaced in the gap): not used.
+    reset = regs.with_columns(
+        pl.when(pl.col("ts") >= T0 + dt.timedelta(days=12)).then(pl.col("register_m3") - 5_000.0)
+        .otherwise("register_m3"))
+    assert estimate(grid, registers=reset).equals(plain)
+    # Implausibly large (far above 20 × the meter's mean use per hour): not used either.
+    jump = regs.with_columns(
+        pl.when(pl.col("ts") >= T0 + dt.timedelta(days=12)).then(pl.col("register_m3") + 1e6)
+        .otherwise("register_m3"))
+    assert estimate(grid, registers=jump).equals(plain)
+
+
+def test_no_shape_spreads_the_register_difference_evenly() -> None:
+    frame = pl.DataFrame({"meter_id": "m1", "ts": [T0, T0 + 11 * H], "volume_m3": [1.0, 1.0]})
+    regs = pl.DataFrame({"meter_id": "m1", "ts": [T0 + H, T0 + 11 * H], "register_m3": [10.0, 15.0]})
+    est = estimate(complete_grid(frame), params=EstimationParams(max_interpolate=2), registers=regs)
+    assert est.get_column("volume_m3").to_list() == pytest.approx([0.5] * 10)
+    assert est.get_column("method").unique().to_list() == ["uniform_scaled_to_register"]
+
+
+def test_suspect_total_after_a_gap_joins_the_gap() -> None:
+    """A register step over several hours lands on its last hour (suspect); the gap before is null."""
+    v: list[float | None] = [1.0] * 24
+    v[10:13] = [None, None, 4.5]  # hours 10–12 used 1.5 each; the unit sent nothing at 11:00 and 12:00
+    q = ["valid"] * 24
+    q[12] = "suspect"
+    frame = pl.DataFrame({"meter_id": "m1", "ts": [T0 + i * H for i in range(24)], "volume_m3": v, "quality": q})
+    regs = pl.DataFrame({"meter_id": "m1", "ts": [T0 + i * H for i in range(25) if i not in (11, 12)],
+                         "register_m3": [float(i) if i <= 10 else i + 1.5 for i in range(25) if i not in (11, 12)]})
+    est = estimate(complete_grid(frame), registers=regs)
+    assert est.get_column("ts").to_list() == [T0 + 10 * H, T0 + 11 * H, T0 + 12 * H]
+    assert est.get_column("volume_m3").sum() == pytest.approx(4.5)
+    assert est.get_column("reason").to_list() == ["missing", "missing", "gap_total"]
+    assert est.get_column("old_volume_m3").to_list() == [None, None, 4.5]
+    # Without registers the metered total stays: only the null hours are estimated.
+    assert estimate(complete_grid(frame)).height == 2

@@ -272,3 +272,57 @@ def test_bad_input_is_a_clear_error() -> None:
         VeeRules(every="15min")
     with pytest.raises(AnalyticsError, match="frozen_min"):
         VeeRules(frozen_min=0)
+
+
+def test_sum_check_skips_readings_inside_estimated_runs() -> None:
+    """A stuck register inside a run of estimated hours says nothing about those days."""
+    v = [1.0] * 72
+    q = ["valid"] * 72
+    for h in range(20, 50):  # estimated (scaled to R(20) and R(50)), crossing two midnights
+        v[h], q[h] = 1.0, "estimated"
+    hourly = series(v).with_columns(pl.Series("quality", q))
+    stuck = [100.0 + min(h, 20) if h <= 49 else 100.0 + h for h in range(73)]  # frozen from 20:00 to 49:00
+    registers = pl.DataFrame({"meter_id": "m1", "ts": [T0 + h * H for h in range(73)], "register_m3": stuck})
+    assert check_sums(hourly, registers=registers).height == 0
+    # The same readings next to valid hours are a real disagreement.
+    assert spans(check_sums(hourly.drop("quality"), registers=registers), "sum_mismatch") == [(0, 24), (24, 24), (48, 24)]
+
+
+def test_baseline_equals_polars_rolling_median_per_meter_and_hour() -> None:
+    """The strided-numpy baseline reproduces the plain Polars expression it replaces."""
+    import numpy as np
+
+    from analytics._vee_rules import expected_baseline
+
+    rng = np.random.default_rng(7)
+    n = 24 * 40
+    parts = []
+    for m, start in (("a", T0), ("b", T0 + 5 * H), ("c", T0 + 24 * H)):
+        vals = rng.lognormal(0.0, 0.5, n).round(2)  # rounding makes ties and even windows
+        vals[rng.random(n) < 0.15] = np.nan
+        parts.append(series(list(vals), meter=m, start=start).with_columns(pl.col("volume_m3").fill_nan(None)))
+    grid = complete_grid(pl.concat(parts).filter(pl.col("ts") != T0 + 30 * H))
+    for rules in (VeeRules(), VeeRules(spike_window=4)):
+        half = max(1, rules.spike_window // 2)
+        reference = grid.select(
+            pl.col("volume_m3").rolling_median(window_size=2 * half + 1, min_samples=half + 1, center=True)
+            .over("meter_id", pl.col("ts").dt.hour())
+        ).to_series()
+        got = expected_baseline(grid, rules=rules)
+        assert got.null_count() == reference.null_count()
+        assert got.fill_null(-1.0).to_list() == reference.fill_null(-1.0).to_list()
+
+
+def test_findings_do_not_depend_on_row_order() -> None:
+    v = base()
+    v[30] = None
+    v[50] = 40.0
+    v[60:70] = [0.5] * 10
+    frame = pl.concat([series(v), series(v, meter="m0").filter(pl.col("ts") != T0 + 7 * H)])
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=1)
+    repeated = pl.concat([frame, frame.with_columns(pl.col("volume_m3") * 3)])  # later copies lose
+    rules = VeeRules(frozen_min=6)
+    expected = validate(frame, rules=rules)
+    assert {"gap", "spike", "frozen"} <= set(expected.get_column("rule"))
+    assert validate(shuffled, rules=rules).equals(expected)
+    assert validate(repeated, rules=rules).equals(expected)

@@ -279,7 +279,7 @@ def test_track_record_picks_per_meter_and_calibrates() -> None:
     assert cal["good_a"]["coverage_before"] < 0.6
     assert 0.78 <= cal["good_a"]["coverage_after"] <= 0.85
     # Only steps metered before as_of were scored: 10 days x 24 h per meter and model.
-    assert set(choice.scores.get_column("steps").to_list()) == {10 * 24}
+    assert set(choice.scores.get_column("steps").to_list()) == {10 * 24}  # days 6..15
 
     new = track.filter(pl.col("cutoff") == as_of)
     out = choice.apply(new)
