@@ -10,13 +10,16 @@ broker is a throwaway Mosquitto; both come from ``tests/_servers.py``):
    frame carries hundreds of hourly records.  Encoding is not timed.
 2. **COPY ceiling**: the readings those frames carry, COPYed (CSV) straight into the
    ``readings`` table of a fresh database — the same rows into the same table.
-3. **TCP**: ``askug ingest serve`` runs as its own process; ``--connections`` concurrent
+3. **Landing alone**: ``Landing.submit`` in this process on a fresh database, the same
+   frames in batches of ``--landing-batch`` frames (a transport round), no network:
+   what the database thread of the service can do at best.
+4. **TCP**: ``askug ingest serve`` runs as its own process; ``--connections`` concurrent
    unit sessions (ident, then all frames, then wait for every ack).  Time from the first
    byte to the last ack; readings/s = readings rows stored / that time.
-4. **MQTT**: the same frames published with QoS 1 to ``askug/up/<id>`` by
+5. **MQTT**: the same frames published with QoS 1 to ``askug/up/<id>`` by
    ``--publishers`` clients; time until landing has stored them all.
-5. **peak memory** (VmHWM) of the ingest service process after each run.
-6. **daily sessions**: ``--sessions`` units each call in once over TCP with one day (24
+6. **peak memory** (VmHWM) of the ingest service process after each run.
+7. **daily sessions**: ``--sessions`` units each call in once over TCP with one day (24
    hourly records, one frame) — a full session each (connect, ident, frame, ack); the
    time for 100,000 units is *projected* from this sample's sessions/s.
 
@@ -119,7 +122,7 @@ class Service:
     """``askug ingest serve`` as a child process."""
 
     def __init__(self, dsn: str, *, mqtt_url: str | None, tcp_port: int, log: Path) -> None:
-        cmd = [ASKUG, "--dsn", dsn, "ingest", "serve", "--tcp-port", str(tcp_port), "--udp-port", "0",
+        cmd = [ASKUG, *(["-v"] if _ROUNDS else []), "--dsn", dsn, "ingest", "serve", "--tcp-port", str(tcp_port), "--udp-port", "0",
                "--rate", "1000000", "--no-downlink", "--stats-every", "3600", "--host", "127.0.0.1"]  # fmt: skip
         if mqtt_url:
             cmd += ["--mqtt", mqtt_url, "--client-id", f"bench-{os.getpid()}-{time.monotonic_ns()}"]
@@ -147,6 +150,23 @@ class Service:
             self.proc.kill()
             self.proc.wait()
         return peak
+
+
+#: ``--rounds``: run the service with debug logs and report its landing rounds.
+_ROUNDS: list[bool] = []
+
+
+def _round_sizes(log: Path) -> str:
+    """Landing rounds of a service run from its debug log: count, packets per round, seconds."""
+    import re
+
+    rounds = [(int(m[0]), float(m[1])) for m in re.findall(r"event=committed packets=(\d+) jobs=\d+ seconds=([\d.]+)", log.read_text())]
+    if not rounds:
+        return "no rounds logged"
+    sizes = sorted(n for n, _ in rounds)
+    busy = sum(s for _, s in rounds)
+    return (f"{len(rounds)} rounds, packets per round median {sizes[len(sizes) // 2]} (min {sizes[0]}, max {sizes[-1]}),"
+            f" {busy:.2f} s inside submit")  # fmt: skip
 
 
 def _fresh_store(admin: Any) -> tuple[Any, str, str]:
@@ -177,6 +197,22 @@ def measure_copy(prep: Prepared, dsn: str) -> tuple[int, float]:
         con.commit()
         seconds = time.perf_counter() - t
     return frame.height, seconds
+
+
+def measure_landing(prep: Prepared, store: Any, *, batch: int) -> float:
+    """Seconds ``Landing.submit`` takes for every frame, ``batch`` frames per call."""
+    from ingest._landing import Landing
+    from ingest._wire import Packet
+
+    received = dt.datetime.now(dt.UTC)
+    packets = [Packet(raw, "tcp", received, device_id=d) for d, frames in prep.frames.items() for raw in frames]
+    landing = Landing(store, prep.registry)
+    t = time.perf_counter()
+    for i in range(0, len(packets), batch):
+        out = landing.submit(packets[i : i + batch])
+        if any(o.status != "stored" for o in out):
+            raise RuntimeError(f"landing did not store every frame: {[o for o in out if o.status != 'stored'][:3]}")
+    return time.perf_counter() - t
 
 
 async def _tcp_session(host: str, port: int, frames: list[bytes]) -> int:
@@ -270,8 +306,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="concurrent TCP sessions (default 64)")
     parser.add_argument("--publishers", type=int, default=2, help="MQTT publisher clients (default 2)")
     parser.add_argument("--sessions", type=int, default=1000, help="daily sessions in the drain sample (default 1000)")
+    parser.add_argument("--landing-batch", type=int, default=250, help="frames per Landing.submit call in the landing-alone step (default 250)")
+    parser.add_argument("--rounds", action="store_true", help="run the services with debug logs and print their landing rounds (batch sizes)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 100 meters × 7 days, 100 daily sessions")
     args = parser.parse_args()
+    if args.rounds:
+        _ROUNDS.append(True)
     if args.quick:
         args.meters, args.days, args.sessions, args.connections = 100, 7, 100, 16
 
@@ -298,6 +338,12 @@ def main() -> None:
         prep.register(copy_store)
         rows, copy_s = measure_copy(prep, copy_dsn)
 
+        land_store, _, _ = _fresh_store(admin)
+        stores.append(land_store)
+        prep.register(land_store)
+        land_s = measure_landing(prep, land_store, batch=args.landing_batch)
+        land_rows = land_store.count("readings")
+
         tcp_store, tcp_dsn, _ = _fresh_store(admin)
         stores.append(tcp_store)
         prep.register(tcp_store)
@@ -311,22 +357,27 @@ def main() -> None:
         mqtt_rows = mqtt_store.count("readings")
 
         copy_rate = rows / copy_s
+        land_rate = readings / land_s
         tcp_rate = readings / tcp["seconds"]
         mqtt_rate = readings / mq["seconds"]
         sessions_per_s = tcp["daily_sessions"] / tcp["daily_seconds"] if tcp["daily_seconds"] else float("nan")
         print()
         print(f"{'path':<34}{'readings':>12}{'seconds':>10}{'readings/s':>14}{'vs COPY':>10}{'peak RSS MB':>13}")
         print(f"{'raw COPY into readings (ceiling)':<34}{rows:>12,}{copy_s:>10.2f}{copy_rate:>14,.0f}{1.0:>10.2f}{'':>13}")
+        print(f"{'Landing.submit alone':<34}{land_rows:>12,}{land_s:>10.2f}{land_rate:>14,.0f}{land_rate / copy_rate:>10.2f}{'':>13}")
         print(f"{'TCP ingest service':<34}{tcp_rows:>12,}{tcp['seconds']:>10.2f}{tcp_rate:>14,.0f}{tcp_rate / copy_rate:>10.2f}{tcp['peak_mb']:>13.0f}")
         print(f"{'MQTT ingest service (Mosquitto)':<34}{mqtt_rows:>12,}{mq['seconds']:>10.2f}{mqtt_rate:>14,.0f}{mqtt_rate / copy_rate:>10.2f}{mq['peak_mb']:>13.0f}")
         print()
         print(f"daily sessions over TCP: {tcp['daily_sessions']:,} in {tcp['daily_seconds']:.2f} s = {sessions_per_s:,.0f} sessions/s;"
               f" 100,000 units' daily sessions drain in ≈ {100_000 / sessions_per_s / 60:.1f} min (projected from this sample)")  # fmt: skip
+        if args.rounds:
+            print(f"TCP landing rounds: {_round_sizes(tmp / 'tcp.log')}")
+            print(f"MQTT landing rounds: {_round_sizes(tmp / 'mqtt.log')}")
         print(f"goals: TCP ≥ 0.5 × COPY: {'met' if tcp_rate >= 0.5 * copy_rate else 'NOT met'} ({tcp_rate / copy_rate:.2f});"
               f" MQTT ≥ 100,000 readings/s: {'met' if mqtt_rate >= 100_000 else 'NOT met'} ({mqtt_rate:,.0f})")  # fmt: skip
         print(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; logs in {tmp}")
-        if tcp_rows != readings or mqtt_rows != readings:
-            print(f"WARNING: stored {tcp_rows:,} (TCP) / {mqtt_rows:,} (MQTT) readings of {readings:,} sent")
+        if tcp_rows != readings or mqtt_rows != readings or land_rows != readings:
+            print(f"WARNING: stored {land_rows:,} (landing) / {tcp_rows:,} (TCP) / {mqtt_rows:,} (MQTT) readings of {readings:,} sent")
     finally:
         for s in stores:
             with contextlib.suppress(Exception):

@@ -139,7 +139,12 @@ def _send_simulation(args: argparse.Namespace, settings: Settings, out: Path) ->
         raise CommandError("--send needs --to HOST:PORT (the ingest service, or the broker for mqtt)")
     host, port = parse_target(args.to, transport=args.send)
     registry = ProfileRegistry()
-    fleet = Fleet.from_simulation(out, max_units=args.units, registry=registry)
+    fleet = Fleet.from_simulation(out, max_units=args.units, registry=registry, last_days=args.last_days)
+    if fleet.skipped:
+        console.print(f"  [yellow]![/yellow] {len(fleet.skipped):,} units do not fit their profile's device ids and are not sent, e.g. {fleet.skipped[0]}")
+    if fleet.unsent_events.height:
+        e = fleet.unsent_events.row(0, named=True)
+        console.print(f"  [yellow]![/yellow] {fleet.unsent_events.height:,} events cannot be sent ({e['why']}, e.g. {e['device_id']})")
     if args.register:
         with _open(settings) as store, step("register"):
             load_fleet_reference(store, out)
@@ -165,11 +170,10 @@ def _send_simulation(args: argparse.Namespace, settings: Settings, out: Path) ->
     with step(f"send {args.send}") as progress:
         report = sender.run(progress=progress)
     summary_path = write_report(report, out)
-    s = report.summary()
-    done(
-        f"{len(fleet.units):,} units, {s['sessions']:,} sessions: {s['readings_acked']:,} of {s['readings_sent']:,} readings "
-        f"acknowledged, {s['bad_packets']:,} bad packets sent on purpose; ground truth → {summary_path.parent}/sent_*.parquet"
-    )
+    done(f"{len(fleet.units):,} units sent {fleet.start:%Y-%m-%d %H:%M} … {fleet.end:%Y-%m-%d %H:%M} UTC over {args.send} to {args.to}")
+    for line in report.summary_lines():
+        console.print(f"    {line}")
+    done(f"ground truth → {summary_path.parent}/sent_*.parquet, {summary_path.name}")
     if report.unacked:
         raise CommandError(f"{len(report.unacked):,} frames were never acknowledged (is `askug ingest` running at {args.to}?); they are listed in {summary_path}")
 
@@ -343,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--register", action="store_true", help="load the reference tables into the store (--dsn) and register the units; secrets go to OUT/secrets.csv")
     p.add_argument("--units", type=_positive_int, default=None, help="send only this many units (default all)")
     p.add_argument("--session-hours", type=_positive_int, default=24, help="hours of archive per session (default 24: daily sessions)")
+    p.add_argument("--last-days", type=_positive_int, default=30, help="send only the last this many days (default 30: landing takes data up to 45 days late)")
     p.add_argument("--concurrency", type=_positive_int, default=8, help="sessions at a time (default 8)")
     p.add_argument("--clean", action="store_true", help="send without faults (no resends, corruption, replays, …)")
     p.add_argument("--mqtt-auth", action="store_true", help="log in to the broker as each unit (device id + secret)")

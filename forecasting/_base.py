@@ -10,8 +10,10 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import inspect
+import weakref
 from collections.abc import Iterable
-from typing import Any, ClassVar, Literal, Self, get_args
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Literal, Self, get_args
 
 import numpy as np
 import polars as pl
@@ -346,7 +348,8 @@ def _check_frame(
         raise InvalidInputError(f"{what}: expected columns {dict(contract.schema)}; {exc}") from exc
     step_us = STEP_SECONDS[freq] * 1_000_000
     micros = _micros(out.get_column("ts"))
-    scan = _scan_sorted(out, micros, step_us)
+    values, starts = _meter_runs(out)
+    scan = _scan_sorted(values, starts, micros, step_us)
     # On the grid of freq: UTC hours / UTC midnights are multiples of the step since
     # the epoch (an integer test on the physical values instead of dt.truncate).
     on_grid = scan[0] if scan is not None else not bool((micros % step_us != 0).any())
@@ -363,7 +366,9 @@ def _check_frame(
     # the order is strict is far cheaper than hashing (meter_id, ts) pairs.
     if scan is None:
         out = out.sort("meter_id", "ts")
-        scan = _scan_sorted(out, _micros(out.get_column("ts")), step_us)
+        micros = _micros(out.get_column("ts"))
+        values, starts = _meter_runs(out)
+        scan = _scan_sorted(values, starts, micros, step_us)
         if scan is None:
             m, t = pl.col("meter_id"), pl.col("ts")
             dup = out.filter((m == m.shift(1)) & (t == t.shift(1))).select("meter_id", "ts")
@@ -373,6 +378,7 @@ def _check_frame(
             )
     if check_step:
         _raise_for_step(scan[1], what, freq)
+    _remember(out, _Facts(out.height, values, starts, micros))
     return out
 
 
@@ -423,14 +429,64 @@ def _micros(ts: pl.Series) -> np.ndarray:
     return np.asarray(ts.to_physical().to_numpy(), dtype=np.int64)
 
 
+def _frame_micros(frame: pl.DataFrame) -> np.ndarray:
+    """:func:`_micros` of ``frame``'s ``ts`` (remembered from the checks if they saw it)."""
+    facts = _recall(frame)
+    return facts.micros if facts is not None else _micros(frame.get_column("ts"))
+
+
 def _meter_runs(frame: pl.DataFrame) -> tuple[pl.Series, np.ndarray]:
     """Runs of equal consecutive ``meter_id``: their values and start rows (one pass,
     no hashing; a frame sorted by meter has one run per meter)."""
+    facts = _recall(frame)
+    if facts is not None:
+        return facts.values, facts.starts
     runs = frame.get_column("meter_id").rle()
     lengths = runs.struct.field("len").to_numpy()
     starts = np.zeros(lengths.size, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     return runs.struct.field("value"), starts
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What :func:`_check_frame` learnt about a frame it returned: its height, the runs
+    of ``meter_id`` (values, start rows) and ``ts`` in µs since the epoch."""
+
+    height: int
+    values: pl.Series
+    starts: np.ndarray
+    micros: np.ndarray
+
+
+#: Facts of the last few frames :func:`_check_frame` returned, so the hooks' helpers
+#: (:func:`encode`, :func:`meters_in`, :func:`same_rows`) skip a second pass over the
+#: same rows: ``id(frame) -> (weak reference to it, facts)``.  An entry lives while its
+#: frame does and only the newest :data:`_FACTS_KEPT` are kept.  The checked frames
+#: are new objects that only the forecasters see (never the caller's frame).
+_FACTS: dict[int, tuple[weakref.ref[pl.DataFrame], _Facts]] = {}
+_FACTS_KEPT: Final = 4
+
+
+def _remember(frame: pl.DataFrame, facts: _Facts) -> None:
+    key = id(frame)
+
+    def forget(ref: weakref.ref[pl.DataFrame]) -> None:
+        entry = _FACTS.get(key)
+        if entry is not None and entry[0] is ref:
+            del _FACTS[key]
+
+    _FACTS.pop(key, None)
+    _FACTS[key] = (weakref.ref(frame, forget), facts)
+    while len(_FACTS) > _FACTS_KEPT:
+        del _FACTS[next(iter(_FACTS))]
+
+
+def _recall(frame: pl.DataFrame) -> _Facts | None:
+    entry = _FACTS.get(id(frame))
+    if entry is None or entry[0]() is not frame or entry[1].height != frame.height:
+        return None
+    return entry[1]
 
 
 def _diffs_within_meters(frame: pl.DataFrame, micros: np.ndarray) -> np.ndarray:
@@ -441,9 +497,10 @@ def _diffs_within_meters(frame: pl.DataFrame, micros: np.ndarray) -> np.ndarray:
 
 
 def _scan_sorted(
-    frame: pl.DataFrame, micros: np.ndarray, step_us: int
+    values: pl.Series, starts: np.ndarray, micros: np.ndarray, step_us: int
 ) -> tuple[bool, int | None] | None:
-    """One pass over a frame: ``None`` unless it is strictly sorted by ``(meter_id, ts)``,
+    """One pass over a frame's meter runs (:func:`_meter_runs`) and ``ts`` (µs):
+    ``None`` unless it is strictly sorted by ``(meter_id, ts)``,
     else ``(every ts is a multiple of step_us, the smallest step in seconds between
     consecutive rows of a meter or None)``.
 
@@ -451,9 +508,8 @@ def _scan_sorted(
     is a multiple of ``step_us``; in complete series every step *is* ``step_us``, so the
     division runs only over the first rows and the other steps.
     """
-    if frame.height < 2:
+    if micros.size < 2:
         return not bool((micros % step_us != 0).any()), None
-    values, starts = _meter_runs(frame)
     n = values.len()
     if n > 1 and not bool((values.slice(1) > values.slice(0, n - 1)).all()):
         return None
@@ -477,7 +533,8 @@ def _scan_sorted(
 
 
 def _strictly_sorted(frame: pl.DataFrame) -> bool:
-    return _scan_sorted(frame, _micros(frame.get_column("ts")), 1) is not None
+    values, starts = _meter_runs(frame)
+    return _scan_sorted(values, starts, _micros(frame.get_column("ts")), 1) is not None
 
 
 def _before(frame: pl.DataFrame, cutoff: dt.datetime) -> pl.DataFrame:
@@ -504,7 +561,7 @@ def encode(
     lengths = np.diff(np.append(starts, frame.height))
     codes = values.cast(pl.Enum(meters)).to_physical().cast(pl.Int64).to_numpy()
     code = np.repeat(np.asarray(codes, dtype=np.int64), lengths)
-    hour = _micros(frame.get_column("ts")) // (STEP_SECONDS[freq] * 1_000_000)
+    hour = _frame_micros(frame) // (STEP_SECONDS[freq] * 1_000_000)
     return code, hour
 
 
@@ -523,12 +580,25 @@ def meters_in(frame: pl.DataFrame) -> pl.Series:
     return values.unique().alias("meter_id")
 
 
+def is_checked(frame: pl.DataFrame) -> bool:
+    """Whether ``frame`` is one :func:`_check_frame` returned (so sorted by
+    ``(meter_id, ts)``, unique, on the grid) and still alive in its memory."""
+    return _recall(frame) is not None
+
+
 def same_rows(a: pl.DataFrame, b: pl.DataFrame) -> bool:
     """Whether two frames have the same ``(meter_id, ts)`` rows in the same order (the
     usual consumption / temperature pair), so per-row codes can be shared."""
-    return a.height == b.height and all(
-        a.get_column(c).equals(b.get_column(c)) for c in ("ts", "meter_id")
-    )
+    if a.height != b.height:
+        return False
+    fa, fb = _recall(a), _recall(b)
+    if fa is not None and fb is not None:  # both checked: compare what the checks saw
+        return (
+            np.array_equal(fa.starts, fb.starts)
+            and fa.values.equals(fb.values)
+            and np.array_equal(fa.micros, fb.micros)
+        )
+    return all(a.get_column(c).equals(b.get_column(c)) for c in ("ts", "meter_id"))
 
 
 def usable_rows(consumption: pl.DataFrame) -> np.ndarray | None:
@@ -567,10 +637,10 @@ def group_quantiles(
     out = tuple(np.full(n_groups, np.nan) for _ in quantiles)
     if values.size == 0:
         return out
-    counts = np.bincount(group, minlength=n_groups)
     if bool((group[1:] < group[:-1]).any()):
         order = np.argsort(group, kind="stable")
         values, group = values[order], group[order]
+    counts = np.diff(np.searchsorted(group, np.arange(n_groups + 1)))
     present = np.flatnonzero(counts)
     sizes = counts[present]
     if sizes.min() == sizes.max():

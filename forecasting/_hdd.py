@@ -36,6 +36,7 @@ from forecasting._base import (
     Freq,
     encode,
     group_quantiles,
+    is_checked,
     meters_in,
     row_keys,
     same_rows,
@@ -212,7 +213,10 @@ class HeatingDegreeRegression(Forecaster):
         t_code, t_hour = encode(temperature, names, freq=self.freq)
         t_rows = row_keys(t_code, t_hour)
         t_key, t_smooth = _smooth(
-            t_rows, temperature.get_column("temperature_c").to_numpy(), window
+            t_rows,
+            temperature.get_column("temperature_c").to_numpy(),
+            window,
+            presorted=is_checked(temperature),  # sorted rows: sorted keys
         )
         # The usual case: the frames have the same (sorted) rows, so the codes are shared.
         same = same_rows(consumption, temperature)
@@ -260,7 +264,7 @@ class HeatingDegreeRegression(Forecaster):
         n_meters = fitted.size
         remap = np.full(len(names), -1, dtype=np.int64)
         remap[fitted] = np.arange(n_meters)
-        m = remap[c_code]
+        m = remap[c_code] if fitted.size < len(names) else c_code
         if fitted.size < len(names):
             keep = m >= 0
             m, y, ts, c_hour = m[keep], y[keep], ts[keep], c_hour[keep]
@@ -282,15 +286,22 @@ class HeatingDegreeRegression(Forecaster):
             base = np.full(n_meters, float(self.base_temperature_c))
             n = np.bincount(key, minlength=size).astype(np.float64)
             sy = np.bincount(key, weights=y, minlength=size)
-        x = np.maximum(0.0, base[m] - ts)
+        x = base[m]
+        x -= ts
+        np.maximum(0.0, x, out=x)
         # Per (fold, cell) sums; the all-rows sums are their totals over the folds.
         fold_stats = _group_stats(fold_key, x, y, N_FOLDS * size)
         stats = {k: v.reshape(N_FOLDS, size).sum(axis=0) for k, v in fold_stats.items()}
         stats["n"], stats["sy"] = n, sy
         slope, profile = _solve(stats, n_meters, ng)
         hours = hours_per[fitted]
-        resid_in = y - (profile[key] + slope[m] * x)
-        rmse = np.sqrt(np.bincount(m, weights=resid_in * resid_in, minlength=n_meters) / hours)
+        resid = slope[m]
+        resid *= x
+        resid += profile[key]
+        np.subtract(y, resid, out=resid)
+        resid *= resid
+        rmse = np.sqrt(np.bincount(m, weights=resid, minlength=n_meters) / hours)
+        del resid
 
         # Out-of-fold predictions (day-level folds): leave each fold out of the cell sums,
         # so the interval is calibrated on errors of hours the fit did not see.
@@ -303,7 +314,9 @@ class HeatingDegreeRegression(Forecaster):
         oof += np.repeat(slopes, ng, axis=1).reshape(-1)[fold_key] * x
         np.maximum(oof, 0.0, out=oof)
         scale = SCALE_FLOOR * np.bincount(m, weights=np.abs(y), minlength=n_meters) / hours + 1e-9
-        z = (y - oof) / (oof + scale[m])
+        z = y - oof
+        oof += scale[m]
+        z /= oof
         lo_q, hi_q = (1 - self.interval) / 2, (1 + self.interval) / 2
         q_lo, q_hi = group_quantiles(z, m, n_meters, (lo_q, hi_q))
         meter_ids = pl.Series("meter_id", self.meters_, dtype=pl.String)
@@ -514,11 +527,8 @@ def _grid_search_base(
     grid = BASE_GRID_C
     n_grid = len(grid)
     size = n_meters * n_groups
-    n = np.bincount(key, minlength=size).astype(np.float64)
     sy = np.bincount(key, weights=y, minlength=size)
     syy = np.bincount(key, weights=y * y, minlength=size)
-    inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
-    syy_within = (syy - sy * sy * inv).reshape(n_meters, n_groups).sum(axis=1)
 
     # Rows at or above the last candidate (slot == n_grid) fall in a layer never used.
     layer = _grid_slot(ts)
@@ -526,16 +536,19 @@ def _grid_search_base(
     layer += key
     cells = (n_grid + 1) * size
 
-    def cumulative(weights: np.ndarray | None) -> np.ndarray:
-        sums = np.bincount(layer, weights=weights, minlength=cells).reshape(n_grid + 1, size)
-        out: np.ndarray = np.cumsum(sums[:n_grid], axis=0, dtype=np.float64)
+    def cumulative(sums: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.cumsum(sums.reshape(n_grid + 1, size)[:n_grid], axis=0)
         return out
 
-    acc_c = cumulative(None)
-    acc_t = cumulative(ts)
-    acc_tt = cumulative(ts * ts)
-    acc_y = cumulative(y)
-    acc_ty = cumulative(ts * y)
+    counts = np.bincount(layer, minlength=cells)
+    n = counts.reshape(n_grid + 1, size).sum(axis=0).astype(np.float64)  # rows per cell
+    acc_c = cumulative(counts.astype(np.float64))
+    acc_t = cumulative(np.bincount(layer, weights=ts, minlength=cells))
+    acc_tt = cumulative(np.bincount(layer, weights=ts * ts, minlength=cells))
+    acc_y = cumulative(np.bincount(layer, weights=y, minlength=cells))
+    acc_ty = cumulative(np.bincount(layer, weights=ts * y, minlength=cells))
+    inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
+    syy_within = (syy - sy * sy * inv).reshape(n_meters, n_groups).sum(axis=1)
     sse = np.empty((n_meters, n_grid))
     for k, b in enumerate(grid):
         c, t = acc_c[k], acc_t[k]

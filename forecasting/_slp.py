@@ -639,10 +639,11 @@ def _dense(
 class _Rows:
     """The usable history as numpy arrays, built once per fit.
 
-    Consumption rows (``valid`` volume): ``code`` (index in the sorted fitted-or-not
-    meter names), UTC ``day`` (days since the epoch), ``hod`` (UTC hour of day, hourly
-    only), ``value`` (m³).  Their runs of one meter's UTC day: ``start`` row, ``size``
-    (rows; 24 = a complete day of hourly data, 1 for daily data) and ``total`` (sum).
+    Consumption rows (``valid`` volume) in ``value`` (m³), in runs of one meter's UTC
+    day: per run its ``start`` row, ``size`` (rows; 24 = a complete day of hourly data,
+    1 for daily data), ``total`` (sum), ``code`` (the meter's index in the sorted names)
+    and ``day`` (days since the epoch).  The rows of a complete day are its hours 0-23
+    in order (the base class hands frames sorted by meter and time, one row per hour).
     Daily series: ``d_*`` (daily volumes: complete days of hourly data, or the daily
     rows) and ``dt_*`` (daily mean temperatures: days with at least
     :data:`MIN_TEMPERATURE_HOURS` hours, or the daily rows).
@@ -651,13 +652,12 @@ class _Rows:
     the daily values equal a ``group_by(meter, day).sum()`` to the last bit.
     """
 
-    code: np.ndarray
-    day: np.ndarray
-    hod: np.ndarray
     value: np.ndarray
     start: np.ndarray
     size: np.ndarray
     total: np.ndarray
+    code: np.ndarray
+    day: np.ndarray
     d_code: np.ndarray
     d_day: np.ndarray
     d_value: np.ndarray
@@ -683,35 +683,37 @@ class _Rows:
         usable = usable_rows(consumption)
         if usable is not None:
             c_code, c_step, value = c_code[usable], c_step[usable], value[usable]
-        self.code, self.value = c_code, value
+        self.value = value
         if freq == "day":
-            self.day = c_step
-            self.hod = np.zeros(c_step.size, dtype=np.int64)
+            # Daily rows are unique per meter and day (checked by the base class).
             self.start = np.arange(c_step.size)
             self.size = np.ones(c_step.size, dtype=np.int64)
-            self.total = value
-            # Daily rows are unique per meter and day (checked by the base class).
+            self.total, self.code, self.day = value, c_code, c_step
             self.d_code, self.d_day, self.d_value = c_code, c_step, value
             self.dt_code, self.dt_day, self.dt_value = t_code, t_step, t_value
             return self
-        self.day = c_step // 24
-        self.hod = c_step - self.day * 24
-        start, size = _day_runs(c_code, self.day)
+        day = c_step // 24
+        start, size = _day_runs(c_code, day)
         total = _kahan_sums(value, start, size)
         self.start, self.size, self.total = start, size, total
+        self.code, self.day = c_code[start], day[start]
         full = size == 24
-        self.d_code, self.d_day = c_code[start[full]], self.day[start[full]]
-        self.d_value = total[full]
+        self.d_code, self.d_day, self.d_value = self.code[full], self.day[full], total[full]
         if t_code is not c_code:  # else the temperature rows are the consumption rows
-            t_day = t_step // 24
-            start, size = _day_runs(t_code, t_day)
-        else:
-            t_day = self.day
+            day = t_step // 24
+            start, size = _day_runs(t_code, day)
         mean = _kahan_sums(t_value, start, size) / size
         enough = size >= MIN_TEMPERATURE_HOURS
-        self.dt_code, self.dt_day = t_code[start[enough]], t_day[start[enough]]
+        self.dt_code, self.dt_day = t_code[start[enough]], day[start[enough]]
         self.dt_value = mean[enough]
         return self
+
+    def hours(self, sel: np.ndarray) -> np.ndarray:
+        """The values of the selected complete days (``sel`` per run) as a ``(days,
+        24)`` matrix: hour of day along the second axis (no copy if all are selected)."""
+        chosen = self.value if bool(sel.all()) else self.value[np.repeat(sel, self.size)]
+        out: np.ndarray = chosen.reshape(-1, 24)
+        return out
 
 
 def _codes_of_known(
@@ -740,23 +742,36 @@ def _day_runs(code: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return start, np.diff(np.append(start, code.size))
 
 
+#: Runs per block of :func:`_kahan_sums` (a block's columns stay in the CPU cache).
+_KAHAN_BLOCK: Final = 8192
+
+
 def _kahan_sums(values: np.ndarray, start: np.ndarray, size: np.ndarray) -> np.ndarray:
     """Compensated (Kahan) sum of each run ``values[start : start + size]`` in row
     order, the summation Polars' group-by ``sum``/``mean`` use; vectorised over the
     runs, one step per position within a run (at most 24 for the hours of a day)."""
     total = np.zeros(start.size)
-    comp = np.zeros(start.size)
     if start.size == 0:
         return total
     longest = int(size.max())
     if int(size.min()) == longest and longest * start.size == values.size:
-        block = values.reshape(start.size, longest).T.copy()  # all runs equally long
-        for j in range(longest):
-            step = block[j] - comp
-            new = total + step
-            comp = (new - total) - step
-            total = new
+        # All runs equally long: blocks of runs, transposed so a step reads a row.
+        runs = values.reshape(start.size, longest)
+        for lo in range(0, start.size, _KAHAN_BLOCK):
+            block = runs[lo : lo + _KAHAN_BLOCK].T.copy()
+            acc = np.zeros(block.shape[1])
+            comp = np.zeros(block.shape[1])
+            step = np.empty(block.shape[1])
+            new = np.empty(block.shape[1])
+            for j in range(longest):
+                np.subtract(block[j], comp, out=step)
+                np.add(acc, step, out=new)
+                np.subtract(new, acc, out=comp)
+                comp -= step
+                acc, new = new, acc
+            total[lo : lo + _KAHAN_BLOCK] = acc
         return total
+    comp = np.zeros(start.size)
     for j in range(longest):
         live = np.flatnonzero(size > j)
         step = values[start[live] + j] - comp[live]
@@ -828,19 +843,17 @@ def _learn_shares(
     denominator is the same for the 24 hours of a day type, so it is summed per day.
     """
     shares = np.zeros((n, 2, 24))
-    k = kept[rows.code[rows.start]]  # per day
-    day = rows.day[rows.start]
+    k = kept[rows.code]  # per day
     sel = (k >= 0) & (rows.size == 24) & (rows.total > 0)
     if not bool(sel.any()):
         return shares, np.zeros(n, dtype=bool)
-    day_cell = k * 2 + ((day + 3) % 7 >= 5)  # (meter, day_type)
-    den = np.bincount(day_cell[sel], weights=rows.total[sel], minlength=n * 2)
-    cell, hod, value = _rows_of_days(rows, sel, day_cell[sel] * 24)
-    cell += hod
-    num = np.bincount(cell, weights=value, minlength=n * 48).reshape(n, 2, 24)
+    day_cell = k[sel] * 2 + ((rows.day[sel] + 3) % 7 >= 5)  # (meter, day_type)
+    den = np.bincount(day_cell, weights=rows.total[sel], minlength=n * 2)
+    cell = day_cell[:, None] * 24 + _HOURS
+    num = np.bincount(cell.reshape(-1), weights=rows.hours(sel).reshape(-1), minlength=n * 48)
     has = den.reshape(n, 2) > 0  # (meters, day_type)
     with np.errstate(invalid="ignore", divide="ignore"):
-        s = num / den.reshape(n, 2, 1)
+        s = num.reshape(n, 2, 24) / den.reshape(n, 2, 1)
     # A day type without complete days borrows the other's shares.
     s[:, 0] = np.where(has[:, 0:1], s[:, 0], s[:, 1])
     s[:, 1] = np.where(has[:, 1:2], s[:, 1], s[:, 0])
@@ -849,17 +862,8 @@ def _learn_shares(
     return shares, learned
 
 
-def _rows_of_days(
-    rows: _Rows, sel: np.ndarray, per_day: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For the rows of the selected days (``sel``, one per day run): ``per_day`` (one
-    per selected day) repeated to each row, the rows' hour of day and value (no copies
-    when every day is selected)."""
-    size = rows.size
-    if bool(sel.all()):
-        return np.repeat(per_day, size), rows.hod, rows.value
-    row_sel = np.repeat(sel, size)
-    return np.repeat(per_day, size[sel]), rows.hod[row_sel], rows.value[row_sel]
+#: Hours of a UTC day, for ``(days, 24)`` matrices.
+_HOURS: Final = np.arange(24)
 
 
 def _hourly_residuals(
@@ -877,38 +881,33 @@ def _hourly_residuals(
     """Relative residuals of hourly values against out-of-fold daily values split
     into hours (flattened, with their kept-meter index).
 
-    Works per day where it can: a usable day (``ok``) is a complete one, so the
-    day's prediction, share row and floor are looked up once and repeated to its hours.
+    Works on ``(days, 24)`` matrices: a usable day (``ok``) is a complete one, so the
+    day's prediction, share row and floor are looked up once per day.
     """
     n_days = ok.shape[1]
-    k = kept[rows.code[rows.start]]  # per day run
-    dayno = rows.day[rows.start]
-    d = dayno - first_day
+    k = kept[rows.code]  # per day run
+    d = rows.day - first_day
     cell = np.where((k >= 0) & (d >= 0) & (d < n_days), k * n_days + d, -1)
     good = cell >= 0
     good[good] = ok.reshape(-1)[cell[good]]
-    k, dayno, cell = k[good], dayno[good], cell[good]
-    size = rows.size[good]
-    wd = (dayno + 3) % 7
+    k, cell, wd = k[good], cell[good], (rows.day[good] + 3) % 7
     # Index of each hour's share in `lookup`: learned meters' own shares (meter, day
     # type, hour), the others' the BDEW table's (weekday, hour, temperature band).
     own = learned[k]
     base = (k * 2 + (wd >= 5)) * 24
     if bool(own.all()):
-        lookup = shares.reshape(-1)
-        per_hour, hod, yv = _rows_of_days(rows, good, base)
-        share = lookup[per_hour + hod]
+        share = shares.reshape(-1)[base[:, None] + _HOURS]
     else:
         _, _, table = _published(profile)  # (weekday, hour, band)
         lookup = np.concatenate([shares.reshape(-1), table.reshape(-1)])
         band = slp_temperature_band(np.nan_to_num(tmean.reshape(-1)[cell[~own]], nan=10.0))
         base[~own] = shares.size + wd[~own] * 240 + band
-        per_hour, hod, yv = _rows_of_days(rows, good, base)
-        stride, _, _ = _rows_of_days(rows, good, np.where(own, 1, 10))
-        share = lookup[per_hour + hod * stride]
-    yhat = np.repeat(pred_oof.reshape(-1)[cell], size) * share
+        stride = np.where(own, 1, 10)
+        share = lookup[base[:, None] + stride[:, None] * _HOURS]
+    yhat = pred_oof.reshape(-1)[cell][:, None] * share
     floor = SCALE_FLOOR * daily_mean / 24.0 + 1e-9
-    return (yv - yhat) / (yhat + np.repeat(floor[k], size)), np.repeat(k, size)
+    z = (rows.hours(good) - yhat) / (yhat + floor[k][:, None])
+    return z.reshape(-1), np.repeat(k, 24)
 
 
 def _share_lookup(

@@ -1,18 +1,33 @@
 """The fleet over the wire: simulated units send their archives over MQTT, TCP or UDP.
 
-:class:`Fleet` takes the units and hourly readings of a simulator output folder (see
-:func:`ingest.simulate`), shifts their time by whole weeks so the window ends just
+:class:`Fleet` takes the units, hourly readings and events of a simulator output folder
+(see :func:`ingest.simulate`), shifts their time by whole weeks so the window ends just
 before now (landing accepts data up to ``EdgePolicy.late_window`` old), and gives each
 unit a device profile by its kind (``household-nb``, ``corrector-ek`` or
-``gdp-telemetry``; on MQTT optionally ``mqtt-json`` for correctors).
+``gdp-telemetry``; on MQTT optionally ``mqtt-json`` for correctors).  Readings and
+events are rounded to the hour, as the simulator's own clock drift is replaced by the
+sender's ``drift`` fault below.
 
 :class:`FleetSender` plays the units' communication sessions: one session per unit per
 ``session_hours`` of archive, in time order across the fleet, ``concurrency`` sessions
-at a time.  Each session encodes the new records with the profile's encoder
-(:meth:`ingest.ProfileRegistry.encode`, at most ``max_frame_bytes`` per frame), adds
-the faults below, sends everything over the real transport and waits for the server's
-ack frames.  Frames that were not acknowledged are sent again at the unit's next
-session (and in extra rounds at the end), as real units do after a lost connection.
+at a time.  Each session encodes what is new since the last one with the profile's
+encoder (:meth:`ingest.ProfileRegistry.encode`, at most ``max_frame_bytes`` per frame):
+
+* hourly archive frames: the unit's readings of every channel its profile carries
+  (household: register, battery; GDP: all nine channels; corrector: registers, pressure,
+  temperature) plus, for ``corrector-ek``, the interval values of the hourly archive
+  (standard and working volume from the registers, pressure, temperature);
+* daily archive frames (profiles with a ``daily`` archive, i.e. correctors): one record
+  per complete gas day of the metering point (its time zone and contract hour), sent in
+  the session that holds the day's last hour;
+* event frames: the simulator's events (``events.parquet``: magnet tamper, battery,
+  valve, power failure, door, …) in the session that holds their hour, coded with the
+  profile's ``[events]`` table.  An event whose code the unit's profile cannot carry is
+  not sent; it is listed in :attr:`Fleet.unsent_events`.
+
+It adds the faults below, sends everything over the real transport and waits for the
+server's ack frames.  Frames that were not acknowledged are sent again at the unit's
+next session (and in extra rounds at the end), as real units do after a lost connection.
 
 Faults (rates are per good frame, drawn from ``seed``):
 
@@ -31,8 +46,11 @@ fault              what the unit sends                                        ex
 
 The sender records the ground truth (:class:`SendReport`): every packet sent with its
 SHA-256, fault and expected outcome, and every good frame's readings with whether it was
-acknowledged, so a test can check that no acknowledged reading was lost, none was stored
-twice and every bad packet was quarantined once with the right reason.
+acknowledged (and likewise its events and archive records), so a test can check that no
+acknowledged reading or event was lost, none was stored twice and every bad packet was
+quarantined once with the right reason.  :meth:`SendReport.summary_lines` is the
+summary ``askug simulate --send`` prints: frames sent and acknowledged, readings,
+archive records and events, faults injected by kind.
 """
 
 from __future__ import annotations
@@ -44,24 +62,27 @@ import itertools
 import json
 import logging
 import random
+import re
 import socket
 import struct
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from ingest._device_profiles import DeviceProfile, FrameSpec, ProfileRegistry
+from ingest._device_profiles import DeviceProfile, FieldSpec, FrameSpec, ProfileRegistry
 from ingest._wire import Frame, FrameError
 from ingest.errors import IngestError, IngestFileError
 
 __all__ = [
     "DEFAULT_PROFILES",
+    "FAULT_KINDS",
     "FaultRates",
     "Fleet",
     "FleetSender",
@@ -87,6 +108,14 @@ _HOUR: Final = dt.timedelta(hours=1)
 _WEEK: Final = dt.timedelta(days=7)
 #: Serials of the "unknown device" fault (never registered: above any simulated id).
 _UNKNOWN_SERIAL0: Final = 9_000_000
+#: Injected fault kinds (``SentPacket.fault`` values other than good frames, resends of
+#: unacknowledged frames, idents and command acks), in the order the summary lists them.
+FAULT_KINDS: Final = ("resend", "out_of_order", "truncated", "corrupted", "replayed", "unknown_device", "clock_skew")
+#: Interval columns of the hourly/daily archives and the registers they are the differences of.
+_VOLUME_COLUMNS: Final = (("volume_m3", "volume_register_m3"), ("volume_work_m3", "volume_work_register_m3"))
+_MEAN_COLUMNS: Final = ("pressure_kpa", "temperature_c")
+_EVENT_SCHEMA: Final = pl.Schema({"ts": pl.Datetime("us", "UTC"), "code": pl.String(), "severity": pl.String(), "detail": pl.String()})
+_UNSENT_SCHEMA: Final = pl.Schema({"device_id": pl.String(), "ts": pl.Datetime("us", "UTC"), "code": pl.String(), "why": pl.String()})
 
 
 # --- the fleet --------------------------------------------------------------------------
@@ -101,6 +130,8 @@ class Unit:
     counter: int = 0
     drift_s: float = 0.0
     secret: str = ""
+    #: (time zone, contract hour) of the unit's metering point: its archive day
+    gas_day: tuple[str, int] | None = None
 
     def next_counter(self) -> int:
         self.counter = (self.counter + 1) & 0xFFFFFFFF
@@ -150,7 +181,7 @@ def register_fleet(store: Any, fleet: Fleet, *, cost: int = 2**4, rotate: bool =
 
 @dataclasses.dataclass
 class Fleet:
-    """Units and their hourly readings (UTC, shifted to end before now), ready to send.
+    """Units, their hourly readings and events (UTC, shifted to end before now), ready to send.
 
     Build with :meth:`from_simulation`.
     """
@@ -161,6 +192,10 @@ class Fleet:
     start: dt.datetime
     end: dt.datetime
     skipped: list[str] = dataclasses.field(default_factory=list)
+    #: device_id -> the unit's events in the window: ts (UTC, shifted), code, severity, detail
+    events: dict[str, pl.DataFrame] = dataclasses.field(default_factory=dict)
+    #: events of the window that the unit's profile cannot carry: device_id, ts, code, why
+    unsent_events: pl.DataFrame = dataclasses.field(default_factory=lambda: pl.DataFrame(schema=_UNSENT_SCHEMA))
 
     @classmethod
     def from_simulation(
@@ -192,6 +227,10 @@ class Fleet:
         registry
             Profiles; a unit whose device id does not fit its profile's
             ``device_id_format`` is left out (listed in :attr:`skipped`).
+
+        The simulator's events (``events.parquet``) of the chosen units inside the
+        window (rounded to the hour like the readings) go to :attr:`events`; those the
+        unit's profile has no code for to :attr:`unsent_events`.
         """
         root = Path(sim_dir)
         if not (root / "manifest.json").exists():
@@ -205,6 +244,7 @@ class Fleet:
             ).sort("device_id")
         rng = random.Random(seed)
         reg = registry or ProfileRegistry()
+        gas_days = _gas_days(root)
         units: list[Unit] = []
         skipped: list[str] = []
         for row in devices.iter_rows(named=True):
@@ -219,7 +259,9 @@ class Fleet:
             except FrameError:
                 skipped.append(str(row["device_id"]))
                 continue
-            units.append(Unit(str(row["device_id"]), kind, profile, row["counter_modulus_m3"]))
+            units.append(
+                Unit(str(row["device_id"]), kind, profile, row["counter_modulus_m3"], gas_day=gas_days.get(str(row["meter_id"])))
+            )
         ids = [u.device_id for u in units]
         parts = [root / p for p in manifest["files"]["readings"]]
         frame = (
@@ -245,11 +287,73 @@ class Fleet:
         for (device,), g in frame.group_by("device_id"):
             wide[str(device)] = g.pivot(on="channel", index="ts", values="value").sort("ts")
         units = [u for u in units if u.device_id in wide]
-        return cls(units, wide, shift, t0 + shift, t1 + shift, skipped)
+        events, unsent = _window_events(root, manifest, units, reg, t0, t1, shift)
+        return cls(units, wide, shift, t0 + shift, t1 + shift, skipped, events, unsent)
 
     @property
     def reading_count(self) -> int:
-        return sum(int(w.height * (w.width - 1)) for w in self.readings.values())
+        """Readings (non-null cells) the units have in the window."""
+        return sum(int(sum(w.drop("ts").count().row(0))) for w in self.readings.values())
+
+    @property
+    def event_count(self) -> int:
+        """Events the units will send (those in :attr:`unsent_events` excluded)."""
+        return sum(e.height for e in self.events.values())
+
+
+def _gas_days(root: Path) -> dict[str, tuple[str, int]]:
+    """meter_id -> (time zone, contract hour) from the simulation's metering points."""
+    path = root / "reference" / "metering_points.csv"
+    if not path.exists():
+        return {}
+    mp = _read_reference(root, "metering_points")
+    if not {"time_zone", "contract_hour"} <= set(mp.columns):
+        return {}
+    return {
+        str(m): (str(tz), int(h))
+        for m, tz, h in mp.select("meter_id", "time_zone", "contract_hour").iter_rows()
+        if tz is not None and h is not None
+    }
+
+
+def _event_codes(prof: DeviceProfile) -> set[str]:
+    """Event codes the profile can put on the wire (none without an events frame)."""
+    if not any(s.kind == "events" for s in prof.frames):
+        return set()
+    return {ev.code for ev in prof.events.values()}
+
+
+def _window_events(
+    root: Path, manifest: Mapping[str, Any], units: Sequence[Unit], reg: ProfileRegistry,
+    t0: dt.datetime, t1: dt.datetime, shift: dt.timedelta,
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:  # fmt: skip
+    """The units' events in ``[t0, t1]`` (rounded to the hour, shifted): sendable per unit, and unsent."""
+    name = manifest.get("files", {}).get("events")
+    if not name or not (root / name).exists() or not units:
+        return {}, pl.DataFrame(schema=_UNSENT_SCHEMA)
+    codes = {u.device_id: _event_codes(reg.profile(u.profile)) for u in units}
+    profile_of = {u.device_id: u.profile for u in units}
+    ev = (
+        pl.read_parquet(root / name)
+        .filter(pl.col("device_id").is_in(list(codes)))
+        .with_columns(pl.col("ts").dt.round("1h"))
+        .filter(pl.col("ts").is_between(t0, t1))
+        .unique(["device_id", "ts", "code"], keep="first", maintain_order=True)
+        .sort("device_id", "ts", "code")
+        .with_columns(pl.col("ts") + shift)
+    )
+    ok = pl.Series([c in codes[d] for d, c in zip(ev["device_id"].to_list(), ev["code"].to_list(), strict=True)], dtype=pl.Boolean)
+    unsent = ev.filter(~ok).select(
+        "device_id", "ts", "code",
+        pl.format("profile {} has no event code {}", pl.col("device_id").replace_strict(profile_of, return_dtype=pl.String), "code").alias("why"),
+    )  # fmt: skip
+    if unsent.height:
+        log.warning("%d events have no code in their unit's profile and are not sent, e.g. %s", unsent.height, unsent.row(0))
+    events = {
+        str(d): g.select(*_EVENT_SCHEMA)
+        for (d,), g in ev.filter(ok).group_by("device_id", maintain_order=True)
+    }
+    return events, unsent
 
 
 # --- frames from readings ---------------------------------------------------------------
@@ -268,6 +372,54 @@ def _max_records(prof: DeviceProfile, spec: FrameSpec, max_frame_bytes: int) -> 
     return max(1, max_records(prof, spec, max_frame_bytes))
 
 
+def _intervals(
+    unit: Unit,
+    columns: Sequence[str],
+    ts_list: Sequence[dt.datetime],
+    data: Mapping[str, Sequence[float | None]],
+    next_register: Mapping[str, float | None],
+    next_ts: dt.datetime | None,
+) -> list[dict[str, float | None]]:
+    """Hourly archive values (``columns`` of ``hourly_archive``) at each of ``ts_list``.
+
+    The volume of hour ``ts`` is the register at ``ts + 1 h`` minus the register at
+    ``ts`` (plus the counter modulus across a rollover): null when either is missing (a
+    gap in the readings) or when the register went back by more than a rollover can
+    explain.  ``next_register`` holds the registers at ``next_ts``, the
+    hour after the rows (the next session's first); without ``next_ts`` it is taken as
+    the hour after the last row.  Pressure and temperature are the values at ``ts``.
+    """
+    pos = {ts: i for i, ts in enumerate(ts_list)}
+    last = len(ts_list) - 1
+    out: list[dict[str, float | None]] = []
+    for i, ts in enumerate(ts_list):
+        vals: dict[str, float | None] = {}
+        after = ts + _HOUR
+        j = pos.get(after)
+        for col, reg in _VOLUME_COLUMNS:
+            if col not in columns:
+                continue
+            regs = data.get(reg)
+            a = regs[i] if regs is not None else None
+            if j is not None:
+                b = regs[j] if regs is not None else None
+            elif (next_ts is None and i == last) or after == next_ts:
+                b = next_register.get(reg)
+            else:
+                b = None
+            v = None if a is None or b is None else b - a
+            if v is not None and v < 0:
+                # a rollover past the modulus; a register that went back (a spike in the
+                # readings) is no interval volume the unit would have archived
+                v = v + unit.modulus if unit.modulus and v + unit.modulus < unit.modulus / 2 else None
+            vals[col] = None if v is None else round(v, 3)
+        for col in _MEAN_COLUMNS:
+            if col in columns and col in data:
+                vals[col] = data[col][i]
+        out.append(vals)
+    return out
+
+
 def _session_frames(
     unit: Unit,
     prof: DeviceProfile,
@@ -276,32 +428,22 @@ def _session_frames(
     *,
     device_time: dt.datetime,
     max_frame_bytes: int,
+    next_ts: dt.datetime | None = None,
 ) -> list[Frame]:
-    """Frames (counter set later) carrying ``rows`` (ts + channel columns) for one session."""
+    """Hourly archive frames (counter set later) carrying ``rows`` (ts + channel columns).
+
+    Every channel of the profile's hourly archive frame that ``rows`` has becomes
+    readings; the frame's archive columns (correctors) get the interval values of
+    :func:`_intervals` (``next_register`` / ``next_ts``: the registers of the hour after
+    the rows).
+    """
     spec = _archive_spec(prof)
     channels = [f.channel for f in spec.fields if f.channel and f.channel in rows.columns]
     columns = [f.column for f in spec.fields if f.column]
     per = _max_records(prof, spec, max_frame_bytes)
     ts_list: list[dt.datetime] = rows["ts"].to_list()
     data = {c: rows[c].to_list() for c in rows.columns if c != "ts"}
-    archives_of: list[dict[str, float | None]] = []
-    if columns:
-        regs = {c: data.get(c, [None] * len(ts_list)) for c in ("volume_register_m3", "volume_work_register_m3")}
-        for i in range(len(ts_list)):
-            vals: dict[str, float | None] = {}
-            for col, reg in (("volume_m3", "volume_register_m3"), ("volume_work_m3", "volume_work_register_m3")):
-                if col not in columns:
-                    continue
-                a = regs[reg][i]
-                b = regs[reg][i + 1] if i + 1 < len(ts_list) else next_register.get(reg)
-                v = None if a is None or b is None else b - a
-                if v is not None and v < 0 and unit.modulus:
-                    v += unit.modulus
-                vals[col] = None if v is None else round(v, 3)
-            for col in ("pressure_kpa", "temperature_c"):
-                if col in columns and col in data:
-                    vals[col] = data[col][i]
-            archives_of.append(vals)
+    archives_of = _intervals(unit, columns, ts_list, data, next_register, next_ts) if columns else []
     frames: list[Frame] = []
     for lo in range(0, len(ts_list), per):
         readings: list[tuple[str, dt.datetime, float | None]] = []
@@ -327,6 +469,113 @@ def _session_frames(
                 )
             )
     return frames
+
+
+def _daily_spec(prof: DeviceProfile) -> FrameSpec | None:
+    return next((s for s in prof.frames if s.kind == "archive" and s.archive == "daily"), None)
+
+
+def _daily_records(unit: Unit, prof: DeviceProfile, wide: pl.DataFrame) -> list[tuple[dt.datetime, dt.datetime, dict[str, float | None]]]:
+    """The unit's daily archive: ``(gas day start UTC, the day's last hour UTC, values)``.
+
+    Only for a profile with a daily archive frame and a unit whose metering point has a
+    gas day (time zone + contract hour).  A day is sent when all its hours (23/24/25
+    across DST) have an hourly volume; volumes are the sums of the hours, pressure and
+    temperature the means.
+    """
+    spec = _daily_spec(prof)
+    if spec is None or unit.gas_day is None or wide.height == 0:
+        return []
+    columns = [f.column for f in spec.fields if f.column]
+    zone = ZoneInfo(unit.gas_day[0])
+    hour = dt.time(unit.gas_day[1])
+    ts_list: list[dt.datetime] = wide["ts"].to_list()
+    data = {c: wide[c].to_list() for c in wide.columns if c != "ts"}
+    hourly = _intervals(unit, columns, ts_list, data, {}, ts_list[-1] + _HOUR)
+    by_day: dict[dt.date, list[int]] = defaultdict(list)
+    for i, ts in enumerate(ts_list):
+        # the gas day of hour ts: local wall clock minus the contract hour
+        local = ts.astimezone(zone).replace(tzinfo=None) - dt.timedelta(hours=unit.gas_day[1])
+        by_day[local.date()].append(i)
+    out: list[tuple[dt.datetime, dt.datetime, dict[str, float | None]]] = []
+    for day, idx in sorted(by_day.items()):
+        start = dt.datetime.combine(day, hour, zone).astimezone(dt.UTC)
+        end = dt.datetime.combine(day + dt.timedelta(days=1), hour, zone).astimezone(dt.UTC)
+        hours = [hourly[i] for i in idx]
+        if len(idx) != round((end - start) / _HOUR) or any(h.get("volume_m3") is None for h in hours):
+            continue
+        rec: dict[str, float | None] = {}
+        for col, _reg in _VOLUME_COLUMNS:
+            if col in columns:
+                vs = [h.get(col) for h in hours]
+                rec[col] = None if any(v is None for v in vs) else round(sum(v for v in vs if v is not None), 3)
+        for col in _MEAN_COLUMNS:
+            if col in columns:
+                ms = [v for h in hours if (v := h.get(col)) is not None]
+                rec[col] = round(sum(ms) / len(ms), 3) if ms else None
+        out.append((start, end - _HOUR, rec))
+    return out
+
+
+def _daily_frames(
+    unit: Unit, prof: DeviceProfile, records: Sequence[tuple[dt.datetime, dict[str, float | None]]],
+    *, device_time: dt.datetime, max_frame_bytes: int,
+) -> list[Frame]:  # fmt: skip
+    """Daily archive frames carrying ``records`` (gas day start UTC, values)."""
+    spec = _daily_spec(prof)
+    if spec is None or not records:
+        return []
+    per = _max_records(prof, spec, max_frame_bytes)
+    return [
+        Frame(
+            profile=prof.name, device_id=unit.device_id, counter=0, device_time=device_time, kind="archive",
+            archives=tuple(("daily", ts, vals) for ts, vals in records[lo : lo + per]),
+        )
+        for lo in range(0, len(records), per)
+    ]
+
+
+def _wire_detail(text: str, detail: str, arg: FieldSpec | None) -> str:
+    """The event detail as the unit puts it on the wire: the profile's text, plus the
+    argument when the profile has one with a unit and the simulator's detail names a
+    value in that unit (``battery 3.281 V`` -> ``battery: 3.281 V``)."""
+    if arg is None or not arg.unit:
+        return text
+    m = re.search(rf"(-?\d+(?:\.\d+)?)\s*{re.escape(arg.unit)}\b", detail)
+    return f"{text}: {m.group(1)} {arg.unit}" if m else text
+
+
+def _event_frames(
+    unit: Unit, prof: DeviceProfile, events: Sequence[tuple[dt.datetime, str, str, str]],
+    *, device_time: dt.datetime, max_frame_bytes: int,
+) -> list[Frame]:  # fmt: skip
+    """Event frames carrying ``events`` (ts UTC, code, severity, detail) in the profile's coding.
+
+    The severity and text on the wire are the profile's (a unit sends a code and an
+    argument, nothing else); codes the profile lacks are filtered out by
+    :meth:`Fleet.from_simulation` (see :attr:`Fleet.unsent_events`).
+    """
+    if not events:
+        return []
+    spec = next((s for s in prof.frames if s.kind == "events"), None)
+    if spec is None:
+        raise IngestError(f"profile {prof.name!r} has no events frame to send {len(events)} events of {unit.device_id} with")
+    arg = next((f for f in spec.fields if f.role == "event_arg"), None)
+    by_code = {ev.code: ev for ev in prof.events.values()}
+    wire: list[tuple[dt.datetime, str, str, str]] = []
+    for ts, code, _severity, detail in events:
+        ev = by_code.get(code)
+        if ev is None:
+            raise IngestError(f"profile {prof.name!r} has no event code {code!r} (event of {unit.device_id} at {ts.isoformat()})")
+        wire.append((ts, code, ev.severity, _wire_detail(ev.text, detail, arg)))
+    per = _max_records(prof, spec, max_frame_bytes)
+    return [
+        Frame(
+            profile=prof.name, device_id=unit.device_id, counter=0, device_time=device_time, kind="events",
+            events=tuple(wire[lo : lo + per]),
+        )
+        for lo in range(0, len(wire), per)
+    ]
 
 
 # --- faults and ground truth ---------------------------------------------------------------
@@ -363,6 +612,8 @@ class SentPacket:
     delivered: bool = True
     #: wall-clock time (unix seconds) the session that sent it ended
     sent_at: float = 0.0
+    #: events the frame carries (good frames)
+    events: int = 0
 
 
 @dataclasses.dataclass
@@ -372,14 +623,22 @@ class SendReport:
     packets: list[SentPacket] = dataclasses.field(default_factory=list)
     #: (device_id, counter) of every good frame -> decoded readings (channel, ts, value)
     good: dict[tuple[str, int], tuple[tuple[str, dt.datetime, float | None], ...]] = dataclasses.field(default_factory=dict)
-    #: (device_id, counter) -> archive records (kind, ts, values)
+    #: (device_id, counter) -> number of archive records (hourly and daily)
     good_archives: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
+    #: (device_id, counter) -> decoded daily archive records (ts, {column: value})
+    good_daily: dict[tuple[str, int], tuple[tuple[dt.datetime, dict[str, float | None]], ...]] = dataclasses.field(default_factory=dict)
+    #: (device_id, counter) -> decoded events (ts, code, severity, detail)
+    good_events: dict[tuple[str, int], tuple[tuple[dt.datetime, str, str, str], ...]] = dataclasses.field(default_factory=dict)
     acked: set[tuple[str, int]] = dataclasses.field(default_factory=set)
     commands: list[tuple[str, int, dict[str, Any]]] = dataclasses.field(default_factory=list)
     sessions: int = 0
     failed_sessions: int = 0
     rounds: int = 0
     seconds: float = 0.0
+    #: units whose clock is off by more than a minute (the ``drift`` fault)
+    drift_units: int = 0
+    #: events the units' profiles could not carry (not sent; see :attr:`Fleet.unsent_events`)
+    unsent_events: int = 0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -420,23 +679,77 @@ class SendReport:
             orient="row",
         )
 
+    def events_frame(self, *, acked_only: bool = False) -> pl.DataFrame:
+        """Good frames' events as decoded: device_id, ts (UTC), code, severity, detail, acked."""
+        rows = [
+            (dev, ts, code, sev, detail, (dev, c) in self.acked)
+            for (dev, c), evs in self.good_events.items()
+            for ts, code, sev, detail in evs
+            if not acked_only or (dev, c) in self.acked
+        ]
+        schema = pl.Schema({"device_id": pl.String(), **_EVENT_SCHEMA, "acked": pl.Boolean()})
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def daily_frame(self, *, acked_only: bool = False) -> pl.DataFrame:
+        """Good frames' daily archive records as decoded: device_id, ts (UTC gas day start), the
+        archive columns, acked."""
+        cols = ("volume_m3", "volume_work_m3", "pressure_kpa", "temperature_c")
+        rows = [
+            (dev, ts, *(vals.get(k) for k in cols), (dev, c) in self.acked)
+            for (dev, c), recs in self.good_daily.items()
+            for ts, vals in recs
+            if not acked_only or (dev, c) in self.acked
+        ]
+        schema = pl.Schema({"device_id": pl.String(), "ts": pl.Datetime("us", "UTC"), **dict.fromkeys(cols, pl.Float64()), "acked": pl.Boolean()})
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
     def summary(self) -> dict[str, Any]:
+        """Counts of what was sent and acknowledged, and the faults injected by kind."""
         faults: dict[str, int] = defaultdict(int)
         for p in self.packets:
             faults[p.fault] += 1
+        acked = self.acked & set(self.good)
         return {
             "packets": len(self.packets),
             "good_frames": len(self.good),
-            "acked_frames": len(self.acked & set(self.good)),
+            "acked_frames": len(acked),
             "readings_sent": self.sent_readings,
             "readings_acked": self.acked_readings,
+            "archive_records_sent": sum(self.good_archives.values()),
+            "archive_records_acked": sum(self.good_archives.get(k, 0) for k in acked),
+            "daily_records_sent": sum(len(v) for v in self.good_daily.values()),
+            "events_sent": sum(len(v) for v in self.good_events.values()),
+            "events_acked": sum(len(self.good_events.get(k, ())) for k in acked),
+            "events_unsent": self.unsent_events,
             "bad_packets": len(self.bad_packets()),
+            "faults_injected": {k: faults[k] for k in FAULT_KINDS if faults.get(k)},
+            "drift_units": self.drift_units,
             "sessions": self.sessions,
             "failed_sessions": self.failed_sessions,
             "rounds": self.rounds,
             "seconds": round(self.seconds, 2),
             "by_fault": dict(sorted(faults.items())),
         }
+
+    def summary_lines(self) -> list[str]:
+        """The summary as a few human-readable lines (what ``askug simulate --send`` prints)."""
+        s = self.summary()
+        injected = ", ".join(f"{k} {n:,}" for k, n in s["faults_injected"].items()) or "none"
+        lines = [
+            f"frames: {s['good_frames']:,} sent, {s['acked_frames']:,} acknowledged"
+            + (f", {s['good_frames'] - s['acked_frames']:,} NOT acknowledged" if s["acked_frames"] < s["good_frames"] else "")
+            + f"; {s['packets']:,} packets in all (idents, command acks, resends and faults included)",
+            f"readings: {s['readings_sent']:,} sent, {s['readings_acked']:,} acknowledged; "
+            f"archive records: {s['archive_records_sent']:,} sent ({s['daily_records_sent']:,} daily), "
+            f"{s['archive_records_acked']:,} acknowledged; events: {s['events_sent']:,} sent, {s['events_acked']:,} acknowledged"
+            + (f", {s['events_unsent']:,} not sendable (no code in the unit's profile)" if s["events_unsent"] else ""),
+            (
+                f"faults injected: {injected}; units with clock drift: {s['drift_units']:,}; "
+                f"{s['bad_packets']:,} bad packets in all (each should be quarantined once)"
+            ),
+            f"sessions: {s['sessions']:,} ({s['failed_sessions']:,} failed), extra resend rounds: {s['rounds']}, {s['seconds']:.1f} s",
+        ]
+        return lines
 
 
 @dataclasses.dataclass
@@ -446,6 +759,19 @@ class _Out:
     expected: str
     key: tuple[str, int] | None  # good frame key (acked when the server acks its counter)
     readings: int = 0
+    events: int = 0
+
+
+@dataclasses.dataclass
+class _Session:
+    """What one unit sends in one session window ``[next_ts - session_hours, next_ts)``."""
+
+    unit: Unit
+    rows: pl.DataFrame  # ts + channel columns of the window's hours
+    next_register: dict[str, float | None]  # the registers at next_ts (interval of the last hour)
+    next_ts: dt.datetime
+    daily: list[tuple[dt.datetime, dict[str, float | None]]] = dataclasses.field(default_factory=list)
+    events: list[tuple[dt.datetime, str, str, str]] = dataclasses.field(default_factory=list)
 
 
 # --- links (one per transport) -----------------------------------------------------------------
@@ -693,6 +1019,8 @@ class FleetSender:
                 u.drift_s = self.rng.choice((-1, 1)) * self.rng.uniform(120, 1800)
             else:
                 u.drift_s = self.rng.uniform(-20, 20)
+        self.report.drift_units = sum(1 for u in fleet.units if abs(u.drift_s) > 60)
+        self.report.unsent_events = fleet.unsent_events.height
         self._held: dict[str, list[_Out]] = defaultdict(list)  # out-of-order frames for the next session
         self._held_new: dict[str, list[_Out]] = defaultdict(list)  # held back by the session being built
         self._unacked: dict[str, list[_Out]] = defaultdict(list)
@@ -701,29 +1029,59 @@ class FleetSender:
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
     # -- sessions ---------------------------------------------------------------------------
-    def _plan(self) -> Iterator[tuple[Unit, pl.DataFrame, dict[str, float | None]]]:
-        """Sessions in time order across the fleet: (unit, its rows, first registers after)."""
+    def _plan(self) -> list[_Session]:
+        """Sessions in time order across the fleet (session window by session window, units
+        in fleet order), each with what is new for its unit in that window."""
         step = dt.timedelta(hours=self.session_hours)
-        t = self.fleet.start
-        while t <= self.fleet.end:
-            for u in self.fleet.units:
-                w = self.fleet.readings[u.device_id]
-                rows = w.filter((pl.col("ts") >= t) & (pl.col("ts") < t + step))
-                if rows.height == 0:
-                    continue
-                after = w.filter(pl.col("ts") == t + step)
-                nxt = {c: (after[c][0] if after.height and c in after.columns else None) for c in ("volume_register_m3", "volume_work_register_m3")}
-                yield u, rows, nxt
-            t += step
+        start = self.fleet.start
+
+        def index(ts: dt.datetime) -> int:
+            return int((ts - start) // step)
+
+        planned: list[tuple[int, int, _Session]] = []
+        for order, u in enumerate(self.fleet.units):
+            prof = self.registry.profile(u.profile)
+            w = self.fleet.readings.get(u.device_id)
+            sessions: dict[int, _Session] = {}
+
+            def session(k: int, u: Unit = u, w: pl.DataFrame | None = w, sessions: dict[int, _Session] = sessions) -> _Session:
+                got = sessions.get(k)
+                if got is None:
+                    empty = w.clear() if w is not None else pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC")})
+                    got = sessions[k] = _Session(u, empty, {}, start + step * (k + 1))
+                return got
+
+            if w is not None and w.height:
+                regs = [c for c in ("volume_register_m3", "volume_work_register_m3") if c in w.columns]
+                at = {row[0]: dict(zip(regs, row[1:], strict=True)) for row in w.select("ts", *regs).iter_rows()}
+                keyed = w.with_columns(((pl.col("ts") - start).dt.total_hours() // self.session_hours).cast(pl.Int64).alias("_k"))
+                for (k,), rows in keyed.partition_by("_k", as_dict=True, include_key=False).items():
+                    sess = session(int(k))
+                    sess.rows = rows
+                    sess.next_register = at.get(sess.next_ts, {})
+                for day, last_hour, vals in _daily_records(u, prof, w):
+                    session(index(last_hour)).daily.append((day, vals))
+            ev = self.fleet.events.get(u.device_id)
+            if ev is not None:
+                for ts, code, severity, detail in ev.iter_rows():
+                    session(index(ts)).events.append((ts, code, severity, detail))
+            planned.extend((k, order, sess) for k, sess in sessions.items())
+        planned.sort(key=lambda x: (x[0], x[1]))
+        return [sess for _, _, sess in planned]
 
     def _frame_bytes(self, unit: Unit, frame: Frame) -> bytes:
         return self.registry.encode(frame)
 
-    def _build(self, unit: Unit, rows: pl.DataFrame, nxt: dict[str, float | None]) -> list[_Out]:
+    def _build(self, sess: _Session) -> list[_Out]:
+        """Encode one session's frames (counters in order) and add the faults."""
+        unit = sess.unit
         prof = self.registry.profile(unit.profile)
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         device_time = now + dt.timedelta(seconds=round(unit.drift_s))
-        frames = _session_frames(unit, prof, rows, nxt, device_time=device_time, max_frame_bytes=self.max_frame_bytes)
+        kw: dict[str, Any] = {"device_time": device_time, "max_frame_bytes": self.max_frame_bytes}
+        frames = _session_frames(unit, prof, sess.rows, sess.next_register, next_ts=sess.next_ts, **kw)
+        frames += _daily_frames(unit, prof, sess.daily, **kw)
+        frames += _event_frames(unit, prof, sess.events, **kw)
         outs: list[_Out] = []
         rng = self._unit_rng(unit)
         f = self.faults
@@ -735,7 +1093,12 @@ class FleetSender:
             with self.report.lock:
                 self.report.good[key] = decoded.readings
                 self.report.good_archives[key] = len(decoded.archives)
-            out = _Out(raw, "good", "stored", key, len(decoded.readings) + len(decoded.archives))
+                daily = tuple((ts, vals) for kind, ts, vals in decoded.archives if kind == "daily")
+                if daily:
+                    self.report.good_daily[key] = daily
+                if decoded.events:
+                    self.report.good_events[key] = decoded.events
+            out = _Out(raw, "good", "stored", key, len(decoded.readings) + len(decoded.archives), len(decoded.events))
             if rng.random() < f.out_of_order:
                 out.fault = "out_of_order"
                 self._held_new[unit.device_id].append(out)
@@ -774,7 +1137,10 @@ class FleetSender:
 
     @staticmethod
     def _altered(frame: Frame) -> Frame | None:
-        """The same counter and times with one value changed (a replay with other content)."""
+        """The same counter with one value or event time changed (a replay with other content)."""
+        if frame.events and not frame.readings and not frame.archives:
+            ts, code, severity, detail = frame.events[0]
+            return dataclasses.replace(frame, events=((ts + dt.timedelta(minutes=1), code, severity, detail), *frame.events[1:]))
         if frame.readings:
             ch, ts, v = frame.readings[0]
             readings = ((ch, ts, (v or 0.0) + 1.0), *frame.readings[1:])
@@ -813,7 +1179,7 @@ class FleetSender:
                 self.report.packets.append(
                     SentPacket(
                         unit.device_id, counter, hashlib.sha256(o.raw).hexdigest(), o.fault, o.expected,
-                        self.transport, o.readings, True if delivered is None else delivered[k], time.time(),
+                        self.transport, o.readings, True if delivered is None else delivered[k], time.time(), o.events,
                     )
                 )
 
@@ -877,31 +1243,31 @@ class FleetSender:
         there; ``fn`` may start a thread that strikes while sessions run).
         """
         started = time.perf_counter()
-        pending = list(self._plan())
+        pending = self._plan()
         total = len(pending)
         cond = threading.Condition()
         busy: set[str] = set()
         state = {"done": 0, "running": 0, "paused": False}
 
-        def take() -> tuple[Unit, pl.DataFrame, dict[str, float | None]] | None:
+        def take() -> _Session | None:
             with cond:
                 while True:
                     if not pending:
                         return None
                     if not state["paused"]:
                         for i, item in enumerate(pending):
-                            if item[0].device_id not in busy:
+                            if item.unit.device_id not in busy:
                                 del pending[i]
-                                busy.add(item[0].device_id)
+                                busy.add(item.unit.device_id)
                                 state["running"] += 1
                                 return item
                     cond.wait(0.05)
 
         def worker() -> None:
             while (item := take()) is not None:
-                unit, rows, nxt = item
+                unit = item.unit
                 try:
-                    self._run_session(unit, self._build(unit, rows, nxt), flush_held=True)
+                    self._run_session(unit, self._build(item), flush_held=True)
                 finally:
                     with cond:
                         busy.discard(unit.device_id)
@@ -959,7 +1325,8 @@ def parse_target(text: str, *, transport: SendTransport) -> tuple[str, int]:
 
 
 def write_report(report: SendReport, out_dir: str | Path) -> Path:
-    """Write the ground truth: ``sent_packets.parquet``, ``sent_readings.parquet``, ``send_summary.json``."""
+    """Write the ground truth: ``sent_packets.parquet``, ``sent_readings.parquet``,
+    ``sent_events.parquet``, ``sent_daily.parquet`` and ``send_summary.json``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     packets = pl.DataFrame(
@@ -974,11 +1341,14 @@ def write_report(report: SendReport, out_dir: str | Path) -> Path:
             "readings": pl.Int64,
             "delivered": pl.Boolean,
             "sent_at": pl.Float64,
+            "events": pl.Int64,
         },
         orient="row",
     )
     packets.write_parquet(out / "sent_packets.parquet")
     report.readings_frame().write_parquet(out / "sent_readings.parquet")
+    report.events_frame().write_parquet(out / "sent_events.parquet")
+    report.daily_frame().write_parquet(out / "sent_daily.parquet")
     path = out / "send_summary.json"
     path.write_text(json.dumps(report.summary(), indent=2) + "\n")
     return path

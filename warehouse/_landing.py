@@ -82,6 +82,11 @@ FROM b CROSS JOIN LATERAL (
     WHERE r.device_id = b.device_id AND r.channel = b.channel
       AND r.ts > b.hi AND r.ts <= b.hi + %(lookback)s::interval
     ORDER BY r.ts LIMIT 1) n"""
+#: Each metering point's latest stored hour: a batch's hours after it cannot be stored yet.
+PG_LAST_HOUR: Final = """
+SELECT m.meter_id, h.ts
+FROM unnest(%s::text[]) AS m(meter_id) CROSS JOIN LATERAL (
+    SELECT a.ts FROM hourly_archive a WHERE a.meter_id = m.meter_id ORDER BY a.ts DESC LIMIT 1) h"""
 PG_ENSURE_PARTITIONS: Final = "SELECT askug_ensure_partitions(%s, %s::timestamptz[])"
 PG_CREATE_STAGE: Final = (
     "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -582,19 +587,34 @@ def _pg_write(store: Store, rows: LandingRows) -> None:
         if data is not None:
             _pg_ensure_partitions(store, conn, "hourly_archive", data)
             upsert = PG_UPSERT_HOURLY.format(cols=_cols(list(spec("hourly_archive").schema)), stage="{stage}")
-            # The first hour of each metering point in the batch is the one most likely
-            # stored already (closed by this batch's first reading, or the corrector's
-            # own archive record of that hour): it takes the upsert; the rest is new
-            # unless data was re-sent, and tries the straight COPY.
-            first = data.select(
-                (pl.col("meter_id") != pl.col("meter_id").shift(1)).fill_null(True).alias("first")
-            ).to_series()
+            # Hours up to each metering point's latest stored hour may be stored already
+            # (re-derived from the stored readings before the batch, closed by this
+            # batch's first reading, or the corrector's own archive record), and so may
+            # the first hour of the batch: they take the upsert. The hours after it are
+            # new unless another writer got there first, and try the straight COPY.
+            meters = data.get_column("meter_id").unique().to_list()
+            last = pl.DataFrame(
+                conn.execute(PG_LAST_HOUR, [meters]).fetchall(),
+                schema={"meter_id": pl.String, "last_ts": pl.Datetime("us", "UTC")},
+                orient="row",
+            )
+            first = (
+                data.select("meter_id", "ts")
+                .join(last, on="meter_id", how="left", maintain_order="left")
+                .select(
+                    (
+                        (pl.col("meter_id") != pl.col("meter_id").shift(1)).fill_null(True)
+                        | (pl.col("ts") <= pl.col("last_ts")).fill_null(False)
+                    ).alias("first")
+                )
+                .to_series()
+            )
             edge = data.filter(first)
             rest = data.filter(~first)
             stage = _pg_stage(conn, "hourly_archive", edge)
             conn.execute(upsert.format(stage=stage))
             if rest.height:
-                conn.execute(f"TRUNCATE {stage}")  # the fallback below reuses the staging table
+                conn.execute(f"DELETE FROM {stage}")  # the fallback below reuses the staging table
                 _pg_insert_new(store, conn, "hourly_archive", rest, upsert)
         for name, frame, query in (
             ("device_counters", rows.device_counters, SQL_UPSERT_COUNTERS),

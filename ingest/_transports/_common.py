@@ -210,6 +210,10 @@ class LandingWorker:
         The :class:`ingest.Landing` (or anything with its ``submit``).
     max_batch
         Most packets per ``submit`` call (a round takes whole jobs until it reaches this).
+    max_batch_bytes
+        Most packet bytes per ``submit`` call (same rule): 2 MB of binary archive frames
+        is ~130,000 readings, where landing's per-batch costs are long amortised and the
+        batch's columns stay small (peak memory, time to the acknowledgement).
     linger_s
         After the first job of a round, wait this long for more before committing; a
         few milliseconds turn a trickle of single packets into batches.
@@ -223,12 +227,14 @@ class LandingWorker:
         landing: LandingLike,
         *,
         max_batch: int = 20_000,
+        max_batch_bytes: int = 2_000_000,
         linger_s: float = 0.005,
         retries: int = 4,
         stats: TransportStats | None = None,
     ) -> None:
         self.landing = landing
         self.max_batch = max_batch
+        self.max_batch_bytes = max_batch_bytes
         self.linger_s = linger_s
         self.retries = retries
         self.stats = stats or TransportStats()
@@ -298,8 +304,9 @@ class LandingWorker:
                 continue
             jobs = [job]
             size = len(job.packets)
+            nbytes = sum(len(p.raw) for p in job.packets)
             deadline = time.monotonic() + self.linger_s
-            while size < self.max_batch:
+            while size < self.max_batch and nbytes < self.max_batch_bytes:
                 remaining = deadline - time.monotonic()
                 try:
                     nxt = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
@@ -314,6 +321,7 @@ class LandingWorker:
                     continue
                 jobs.append(nxt)
                 size += len(nxt.packets)
+                nbytes += sum(len(p.raw) for p in nxt.packets)
             self._run_round(jobs)
 
     def _run_call(self, job: _CallJob) -> None:

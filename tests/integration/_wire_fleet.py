@@ -15,10 +15,24 @@ from ingest._stats import read_stats
 
 
 def small_fleet(
-    store: Any, folder: Path, *, meters: int = 20, days: int = 3, units: int | None = None, seed: int = 3, json_share: float = 0.0
+    store: Any,
+    folder: Path,
+    *,
+    meters: int = 20,
+    days: int = 3,
+    units: int | None = None,
+    seed: int = 3,
+    json_share: float = 0.0,
+    sim_faults: bool = False,
+    **rates: Any,
 ) -> Fleet:
-    """Simulate 7 days, load the reference tables into ``store``, register the units; send the last ``days``."""
-    simulate(SimulationConfig(seed=seed, meters=meters, days=7, faults=False), folder)
+    """Simulate 7 days, load the reference tables into ``store``, register the units; send the last ``days``.
+
+    ``sim_faults`` turns on the simulator's own faults (tampers, power failures, valve
+    closures … and so their events); ``rates`` override its fault rates
+    (e.g. ``power_fail_rate=1.0``).
+    """
+    simulate(SimulationConfig(seed=seed, meters=meters, days=7, faults=sim_faults, **rates), folder)
     load_fleet_reference(store, folder)
     fleet = Fleet.from_simulation(
         folder, max_units=units, json_share=json_share, registry=ProfileRegistry(), seed=seed, last_days=days
@@ -35,6 +49,8 @@ class Verdict:
     stored_readings: int
     bad_packets: int
     quarantined: int
+    acked_events: int = 0
+    acked_daily: int = 0
 
 
 def check_ground_truth(store: Any, report: SendReport, *, require_all_acked: bool = True) -> Verdict:
@@ -58,6 +74,8 @@ def check_ground_truth(store: Any, report: SendReport, *, require_all_acked: boo
     expected_keys = sent.select("device_id", "channel", "ts").unique()
     extra = stored.join(expected_keys, on=["device_id", "channel", "ts"], how="anti")
     assert extra.height == 0, f"{extra.height} stored readings were never sent in a good frame:\n{extra.head(5)}"
+    acked_events = _check_events(store, report, ids)
+    acked_daily = _check_daily(store, report, ids)
     # each stored frame (unit, counter) once
     raw = store.read("raw_packets", where={"status": ["stored"]}).filter(pl.col("counter").is_not_null())
     assert raw.height == raw.unique(["device_id", "counter"]).height
@@ -78,4 +96,39 @@ def check_ground_truth(store: Any, report: SendReport, *, require_all_acked: boo
     stats = read_stats(store)
     assert stats.received == stats.stored + stats.duplicates + stats.quarantined, stats
     assert stats.quarantined == q.height
-    return Verdict(acked.height, stored.height, len(bad), q.height)
+    return Verdict(acked.height, stored.height, len(bad), q.height, acked_events, acked_daily)
+
+
+def _check_events(store: Any, report: SendReport, ids: list[str]) -> int:
+    """Every acknowledged event stored once, as decoded; nothing stored that no good frame carried."""
+    key = ["device_id", "ts", "code"]
+    sent = report.events_frame()
+    acked = sent.filter(pl.col("acked"))
+    stored = store.read("events", where={"device_id": ids}).select("device_id", "ts", "code", "severity", "detail")
+    assert stored.height == stored.unique(key).height
+    joined = acked.join(stored, on=key, how="left", suffix="_db")
+    lost = joined.filter(pl.col("severity_db").is_null())
+    assert lost.height == 0, f"{lost.height} acknowledged events are not stored:\n{lost.head(5)}"
+    wrong = joined.filter((pl.col("severity_db") != pl.col("severity")) | (pl.col("detail_db") != pl.col("detail")))
+    assert wrong.height == 0, f"{wrong.height} events stored otherwise than sent:\n{wrong.head(5)}"
+    extra = stored.join(sent.select(key).unique(), on=key, how="anti")
+    assert extra.height == 0, f"{extra.height} stored events were never sent in a good frame:\n{extra.head(5)}"
+    return acked.height
+
+
+def _check_daily(store: Any, report: SendReport, ids: list[str]) -> int:
+    """Every acknowledged daily archive record stored once with its values; no others."""
+    cols = ["volume_m3", "volume_work_m3", "pressure_kpa", "temperature_c"]
+    sent = report.daily_frame()
+    acked = sent.filter(pl.col("acked"))
+    stored = store.read("device_daily_archive", where={"device_id": ids}).select("device_id", "ts", *cols)
+    assert stored.height == stored.unique(["device_id", "ts"]).height
+    joined = acked.join(stored, on=["device_id", "ts"], how="left", suffix="_db")
+    lost = joined.filter(pl.all_horizontal(pl.col(f"{c}_db").is_null() for c in cols))
+    assert lost.height == 0, f"{lost.height} acknowledged daily records are not stored:\n{lost.head(5)}"
+    for c in cols:
+        bad = joined.filter((pl.col(f"{c}_db") - pl.col(c)).abs() > 1e-6 * (1 + pl.col(c).abs()))
+        assert bad.height == 0, f"{bad.height} daily records stored with another {c}:\n{bad.head(5)}"
+    extra = stored.join(sent.select("device_id", "ts").unique(), on=["device_id", "ts"], how="anti")
+    assert extra.height == 0, f"{extra.height} stored daily records were never sent:\n{extra.head(5)}"
+    return acked.height
