@@ -21,6 +21,10 @@ Each step runs in a fresh ``spawn`` process (its max RSS is its own) and is repe
 * incremental refresh       one day's rows arrive late: ``refresh_gas_cube`` for that day
                             (the rows are removed and the cube brought back first, untimed).
 
+The DuckDB cube's phases (heavy pass, grid, 21 grouping sets, write) are timed too and
+printed with their ratio to the ceiling; ``--explain`` prints DuckDB's ``EXPLAIN ANALYZE``
+of the heavy statement (operator times, row counts, join build side).
+
 Ratios: DuckDB cube / ceiling and Polars cube / ceiling (goal ≤ 2×), refresh / DuckDB
 cube (goal < 5 %).
 
@@ -151,14 +155,61 @@ def step_plain_group_by(db: str) -> tuple[int, float, float]:
     return int(n), seconds, _peak_mb()
 
 
-def step_duckdb_cube(db: str) -> tuple[int, float, float]:
+#: Phases of the DuckDB cube build timed by ``--phases`` (private functions of
+#: ``warehouse._cubes``, wrapped in the bench process only): the heavy pass over the
+#: archive, counting the rows read, the hour grid with the calendar, deriving the 21
+#: grouping sets, and the write.
+PHASES = {"_base": "heavy pass (DuckDB SQL)", "_rows_in": "rows read", "_grid": "grid + calendar",
+          "_derive": "21 grouping sets", "_replace_cells": "write cells"}
+
+
+def _timed_phases() -> dict[str, float]:
+    """Wrap the phase functions of ``warehouse._cubes`` to add their wall time to a dict."""
+    import functools
+
+    import warehouse._cubes as cubes
+
+    spent: dict[str, float] = {}
+    for name in PHASES:
+        fn = getattr(cubes, name)
+
+        def timed(*a: Any, _fn: Callable[..., Any] = fn, _name: str = name, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[_name] = spent.get(_name, 0.0) + time.perf_counter() - t
+
+        setattr(cubes, name, functools.wraps(fn)(timed))
+    return spent
+
+
+def _explain_heavy_pass(db: str) -> str:
+    """``EXPLAIN ANALYZE`` of the cube's heavy statement over the whole archive."""
+    import warehouse._cubes as cubes
+    from warehouse import open_store
+
+    with open_store(path=db, read_only=True) as store:
+        _, directory = cubes._store_inputs(store)
+        dim_map = cubes._dim_table(directory, cubes._CUBE_DIMS)[1]
+        con = store.connection  # type: ignore[attr-defined]
+        con.register("askug_cube_dim_map", dim_map.to_arrow())
+        lo, hi = store.sql_frame(cubes._RANGE_SQL).row(0)
+        sql = cubes._BASE_SQL.format(facts="hourly_archive", dim_map="askug_cube_dim_map", quality="")
+        rows = con.execute("EXPLAIN ANALYZE " + sql, {"lo": lo, "hi": hi + dt.timedelta(hours=1)}).fetchall()
+    return str(rows[0][1])
+
+
+def step_duckdb_cube(db: str) -> tuple[int, float, float, dict[str, float]]:
+    """The DuckDB cube build; also returns the wall time of each phase (:data:`PHASES`)."""
     from warehouse import build_gas_cube, open_store
 
+    spent = _timed_phases()
     with open_store(path=db) as store:
         t = time.perf_counter()
         summary = build_gas_cube(store, engine="duckdb")
         seconds = time.perf_counter() - t
-    return summary.hourly_rows, seconds, _peak_mb()
+    return summary.hourly_rows, seconds, _peak_mb(), spent
 
 
 def step_polars_read(db: str) -> tuple[int, float, float]:
@@ -215,7 +266,8 @@ def step_refresh(db: str, days: int) -> tuple[int, float, float]:
 
 
 # --- driver -----------------------------------------------------------------------------------
-def run(fn: Callable[..., tuple[int, float, float]], *args: Any) -> tuple[int, float, float]:
+def run(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run one step in a fresh ``spawn`` process (its own max RSS) and return its result."""
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         return pool.submit(fn, *args).result()
@@ -229,6 +281,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="repeats; medians are printed (default 3)")
     parser.add_argument("--no-polars", action="store_true", help="skip the Polars steps (they need ~2× the memory)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 meters × 60 days, 1 repeat")
+    parser.add_argument("--explain", action="store_true",
+                        help="also print DuckDB's EXPLAIN ANALYZE of the cube's heavy statement")
     parser.add_argument("--workdir", default=None, help="folder for the temporary DuckDB file (default: a temp dir)")
     args = parser.parse_args()
     if args.quick:
@@ -240,8 +294,13 @@ def main() -> None:
     db = str(work / "cube.duckdb")
     results: dict[str, list[tuple[int, float, float]]] = {}
 
-    def measure(name: str, fn: Callable[..., tuple[int, float, float]], *a: Any) -> None:
-        results.setdefault(name, []).append(run(fn, *a))
+    phases: dict[str, list[float]] = {}
+
+    def measure(name: str, fn: Callable[..., Any], *a: Any) -> None:
+        out = run(fn, *a)
+        results.setdefault(name, []).append(tuple(out[:3]))
+        for phase, sec in (out[3] if len(out) > 3 else {}).items():
+            phases.setdefault(phase, []).append(sec)
 
     print(f"askug cube bench: {args.meters:,} meters × {args.days} days = {args.meters * args.days * 24:,} hourly rows, "
           f"{args.branches} branches, median of {args.repeat}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
@@ -256,6 +315,8 @@ def main() -> None:
                 measure("Polars: read archive", step_polars_read, db)
                 measure("Polars cube (5 groupings)", step_polars_cube, db)
             measure("incremental refresh, 1 day", step_refresh, db, args.days)
+        if args.explain:
+            print(run(_explain_heavy_pass, db), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -268,8 +329,13 @@ def main() -> None:
     for name in results:
         n, sec, peak = med(name)
         print(f"{name:<32}{n:>14,}{sec:>10.2f}{n / sec if sec else 0:>14,.0f}{peak:>10,.0f}")
-    print()
     ceiling = med("plain GROUP BY (ceiling)")[1]
+    print()
+    print("DuckDB cube phases (median s, × plain GROUP BY):")
+    for phase, label in PHASES.items():
+        sec = statistics.median(phases.get(phase, [0.0]))
+        print(f"  {label:<30}{sec:>10.2f}{sec / ceiling:>9.2f}×")
+    print()
     full = med("DuckDB cube (5 groupings)")[1]
     print(f"{'DuckDB cube / plain GROUP BY (goal ≤ 2×)':<56}{full / ceiling:>8.2f}×")
     if "Polars cube (5 groupings)" in results:

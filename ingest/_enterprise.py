@@ -175,7 +175,9 @@ def build_enterprise(config: SimulationConfig) -> Enterprise:
             meter_gdp[pos : pos + cnt] = first + (np.arange(cnt) * ng) // cnt
         pos += cnt
     nodes = pl.DataFrame(
-        node_rows, schema=["node_id", "branch_id", "parent_node_id", "kind", "name"], orient="row"
+        node_rows,
+        schema={c: pl.String for c in ("node_id", "branch_id", "parent_node_id", "kind", "name")},
+        orient="row",
     )
 
     cats = list(CATEGORY_SHARES)

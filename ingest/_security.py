@@ -26,6 +26,7 @@ import polars as pl
 
 from ingest.errors import DeviceRegistrationError
 from warehouse import Store
+from warehouse._landing import credential_hash
 from warehouse._schemas import DEVICE_KINDS
 
 SCRYPT_N: Final = 2**12
@@ -99,14 +100,12 @@ class Security:
 
         An unknown device and a wrong secret both give False (no oracle for ids).
         """
-        rows = self.store.read(
-            "device_credentials", where={"device_id": [device_id]}, columns=["secret_hash"]
-        )
-        if rows.height == 0:
+        stored = credential_hash(self.store, device_id)
+        if stored is None:
             # Spend the same time as a real check, so a probe cannot tell the cases apart.
             check_secret(secret, _DUMMY_HASH)
             return False
-        hashed = str(rows.item(0, "secret_hash"))
+        hashed = stored
         raw = secret.encode() if isinstance(secret, str) else bytes(secret)
         fingerprint = hashlib.sha256(raw).digest()
         with self._lock:

@@ -10,8 +10,10 @@ PostgreSQL
     server) into a per-connection temporary staging table (``ON COMMIT DELETE ROWS``),
     then moved with ``INSERT … SELECT … ORDER BY key ON CONFLICT …``.
     The two big tables take a shortcut when their rows are new, which is the common case
-    (units send what is new): ``readings`` and the register-derived ``hourly_archive``
-    rows are first COPYed straight into the table under a savepoint; a key conflict
+    (units send what is new): ``readings`` and the ``hourly_archive`` rows after each
+    meter's latest stored hour (:data:`PG_LAST_HOUR`; the hours up to it are re-derived
+    from stored readings and may exist) are first COPYed straight into the table under
+    a savepoint; a key conflict
     (a re-sent hour, late data) rolls back to the savepoint and the rows take the staged
     ``ON CONFLICT`` path, so the result is the same either way, exactly once.  After a
     conflict the shortcut is skipped for a few batches (:data:`DIRECT_BACKOFF`).
@@ -82,6 +84,8 @@ FROM b CROSS JOIN LATERAL (
     WHERE r.device_id = b.device_id AND r.channel = b.channel
       AND r.ts > b.hi AND r.ts <= b.hi + %(lookback)s::interval
     ORDER BY r.ts LIMIT 1) n"""
+PG_CREDENTIAL_HASH: Final = "SELECT secret_hash FROM device_credentials WHERE device_id = %s"
+DUCKDB_CREDENTIAL_HASH: Final = "SELECT secret_hash FROM device_credentials WHERE device_id = ?"
 #: Each metering point's latest stored hour: a batch's hours after it cannot be stored yet.
 PG_LAST_HOUR: Final = """
 SELECT m.meter_id, h.ts
@@ -243,6 +247,19 @@ class LandingRows:
 
 
 # --- reads under the batch's transaction ---------------------------------------------------
+def credential_hash(store: Store, device_id: str) -> str | None:
+    """The stored ``secret_hash`` of one registered unit (None when it is not registered).
+
+    One indexed row by a plain query: a TCP ident is checked on the landing thread, so
+    this look-up sits between batches and must be cheap.
+    """
+    if store.backend == "postgres":
+        rows = _pg_rows(store, PG_CREDENTIAL_HASH, [device_id])
+    else:
+        rows = _duck(store).execute(DUCKDB_CREDENTIAL_HASH, [device_id]).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
 def lock_devices(store: Store, device_ids: Sequence[str]) -> pl.DataFrame:
     """Registry rows (+ reference data and counter state) of ``device_ids``, locked.
 

@@ -27,8 +27,8 @@ Goals (issue 3): TCP ≥ ½ of the COPY ceiling; MQTT ≥ 100,000 readings/s.
 
 Usage::
 
-    .venv/bin/python bench/ingest.py            # 2,000 meters × 30 days (~1.5 M readings)
-    .venv/bin/python bench/ingest.py --quick    # 100 meters × 7 days: a smoke run
+    .venv/bin/python bench/ingest_throughput.py            # 2,000 meters × 30 days (~1.5 M readings)
+    .venv/bin/python bench/ingest_throughput.py --quick    # 100 meters × 7 days: a smoke run
 """
 
 from __future__ import annotations
@@ -51,10 +51,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, this file's folder comes first on sys.path and its name would shadow
-# the `ingest` package: drop that entry and put the repository root first.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 _LEN = struct.Struct(">I")
 ASKUG = str(Path(sys.executable).with_name("askug"))
