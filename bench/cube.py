@@ -23,7 +23,7 @@ Each step runs in a fresh ``spawn`` process (its max RSS is its own) and is repe
 
 The DuckDB cube's phases (heavy pass, grid, 21 grouping sets, write) are timed too and
 printed with their ratio to the ceiling; ``--explain`` prints DuckDB's ``EXPLAIN ANALYZE``
-of the heavy statement (operator times, row counts, join build side).
+of the heavy statements (operator times, row counts, join build side).
 
 Ratios: DuckDB cube / ceiling and Polars cube / ceiling (goal ≤ 2×), refresh / DuckDB
 cube (goal < 5 %).
@@ -185,7 +185,7 @@ def _timed_phases() -> dict[str, float]:
 
 
 def _explain_heavy_pass(db: str) -> str:
-    """``EXPLAIN ANALYZE`` of the cube's heavy statement over the whole archive."""
+    """``EXPLAIN ANALYZE`` of the cube's heavy statements (volume, corrector) over the whole archive."""
     import warehouse._cubes as cubes
     from warehouse import open_store
 
@@ -195,9 +195,12 @@ def _explain_heavy_pass(db: str) -> str:
         con = store.connection  # type: ignore[attr-defined]
         con.register("askug_cube_dim_map", dim_map.to_arrow())
         lo, hi = store.sql_frame(cubes._RANGE_SQL).row(0)
-        sql = cubes._BASE_SQL.format(facts="hourly_archive", dim_map="askug_cube_dim_map", quality="")
-        rows = con.execute("EXPLAIN ANALYZE " + sql, {"lo": lo, "hi": hi + dt.timedelta(hours=1)}).fetchall()
-    return str(rows[0][1])
+        plans = []
+        for template in (cubes._BASE_VOLUME_SQL, cubes._BASE_CORRECTOR_SQL):
+            sql = template.format(facts="hourly_archive", dim_map="askug_cube_dim_map", quality="")
+            rows = con.execute("EXPLAIN ANALYZE " + sql, {"lo": lo, "hi": hi + dt.timedelta(hours=1)}).fetchall()
+            plans.append(str(rows[0][1]))
+    return "\n".join(plans)
 
 
 def step_duckdb_cube(db: str) -> tuple[int, float, float, dict[str, float]]:
@@ -282,7 +285,7 @@ def main() -> None:
     parser.add_argument("--no-polars", action="store_true", help="skip the Polars steps (they need ~2× the memory)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 meters × 60 days, 1 repeat")
     parser.add_argument("--explain", action="store_true",
-                        help="also print DuckDB's EXPLAIN ANALYZE of the cube's heavy statement")
+                        help="also print DuckDB's EXPLAIN ANALYZE of the cube's heavy statements")
     parser.add_argument("--workdir", default=None, help="folder for the temporary DuckDB file (default: a temp dir)")
     args = parser.parse_args()
     if args.quick:
