@@ -445,7 +445,10 @@ def batch(i):
     )
 source = [batch(i) for i in range(batches)] if hold else (batch(i) for i in range(batches))
 write_export(source, sys.argv[3], fmt)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child of a big pytest process
+# would report the parent's size at fork instead of its own peak.
+with open("/proc/self/status") as status:
+    print(next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")))
 """
 
 
