@@ -495,6 +495,31 @@ def _cell_columns(dim_columns: Sequence[str]) -> dict[str, pl.DataType]:
     return cols
 
 
+def _ratio(num: str, den: str) -> pl.Expr:
+    return pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den))
+
+
+def _measures() -> list[pl.Expr]:
+    """The published measures of a cell from its partial (decomposable) measures."""
+    return [
+        pl.when(pl.col("vol_n") > 0).then(pl.col("vol_sum")).alias("volume_m3"),
+        pl.col("energy").alias("energy_kwh"),
+        pl.col("vol_n").alias("hours"),
+        pl.col("expected").alias("expected_hours"),
+        _ratio("vol_n", "expected").alias("completeness"),
+        pl.col("est_n").alias("estimated_hours"),
+        _ratio("est_n", "vol_n").alias("share_estimated"),
+        pl.col("p_min").alias("pressure_kpa_min"),
+        _ratio("p_sum", "p_n").alias("pressure_kpa_avg"),
+        pl.col("p_max").alias("pressure_kpa_max"),
+        pl.col("p_n").alias("pressure_hours"),
+        pl.col("t_min").alias("temperature_c_min"),
+        _ratio("t_sum", "t_n").alias("temperature_c_avg"),
+        pl.col("t_max").alias("temperature_c_max"),
+        pl.col("t_n").alias("temperature_hours"),
+    ]
+
+
 def _empty_cells(dim_columns: Sequence[str]) -> pl.DataFrame:
     return pl.DataFrame(schema=_cell_columns(dim_columns))
 
@@ -514,9 +539,6 @@ def _finish(
             return pl.col(name).cast(schema[name])
         return pl.lit(sentinel, dtype=schema[name]).alias(name)
 
-    def ratio(num: str, den: str) -> pl.Expr:
-        return pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den))
-
     return cells.select(
         pl.lit(dims_label(dims)).alias("dims"),
         pl.lit(period).alias("period"),
@@ -524,21 +546,7 @@ def _finish(
         *[part(c, -1) for c in CALENDAR],
         *[part(c, None) for c in ("gas_day", "ts", "local_hour")],
         pl.col("meters").fill_null(0).cast(pl.Int32),
-        pl.when(pl.col("vol_n") > 0).then(pl.col("vol_sum")).alias("volume_m3"),
-        pl.col("energy").alias("energy_kwh"),
-        pl.col("vol_n").alias("hours"),
-        pl.col("expected").alias("expected_hours"),
-        ratio("vol_n", "expected").alias("completeness"),
-        pl.col("est_n").alias("estimated_hours"),
-        ratio("est_n", "vol_n").alias("share_estimated"),
-        pl.col("p_min").alias("pressure_kpa_min"),
-        ratio("p_sum", "p_n").alias("pressure_kpa_avg"),
-        pl.col("p_max").alias("pressure_kpa_max"),
-        pl.col("p_n").alias("pressure_hours"),
-        pl.col("t_min").alias("temperature_c_min"),
-        ratio("t_sum", "t_n").alias("temperature_c_avg"),
-        pl.col("t_max").alias("temperature_c_max"),
-        pl.col("t_n").alias("temperature_hours"),
+        *_measures(),
     ).cast(schema)  # type: ignore[arg-type]
 
 
@@ -931,9 +939,6 @@ def _finish_stored(agg: pl.DataFrame, period: str, dim_cols: Sequence[str]) -> p
     schema = _cell_columns(dim_cols)
     present = set(agg.columns)
 
-    def ratio(num: str, den: str) -> pl.Expr:
-        return pl.when(pl.col(den) > 0).then(pl.col(num) / pl.col(den))
-
     return agg.select(
         "dims",
         pl.lit(period).alias("period"),
@@ -941,21 +946,7 @@ def _finish_stored(agg: pl.DataFrame, period: str, dim_cols: Sequence[str]) -> p
         *[pl.col(c).cast(schema[c]) if c in present else pl.lit(-1, schema[c]).alias(c) for c in CALENDAR],
         *[pl.lit(None, schema[c]).alias(c) for c in ("gas_day", "ts", "local_hour")],
         pl.col("meters").cast(pl.Int32),
-        pl.when(pl.col("vol_n") > 0).then(pl.col("vol_sum")).alias("volume_m3"),
-        pl.col("energy").alias("energy_kwh"),
-        pl.col("vol_n").alias("hours"),
-        pl.col("expected").alias("expected_hours"),
-        ratio("vol_n", "expected").alias("completeness"),
-        pl.col("est_n").alias("estimated_hours"),
-        ratio("est_n", "vol_n").alias("share_estimated"),
-        pl.col("p_min").alias("pressure_kpa_min"),
-        ratio("p_sum", "p_n").alias("pressure_kpa_avg"),
-        pl.col("p_max").alias("pressure_kpa_max"),
-        pl.col("p_n").alias("pressure_hours"),
-        pl.col("t_min").alias("temperature_c_min"),
-        ratio("t_sum", "t_n").alias("temperature_c_avg"),
-        pl.col("t_max").alias("temperature_c_max"),
-        pl.col("t_n").alias("temperature_hours"),
+        *_measures(),
     )
 
 
