@@ -12,6 +12,11 @@ Each step runs in a fresh ``spawn`` process (its max RSS is its own) and is repe
 
 * plain GROUP BY (ceiling)  one DuckDB ``SELECT branch_id, ts, sum(volume_m3) … JOIN
                             metering_points GROUP BY branch_id, ts`` over the same rows;
+* GROUP BY, cube measures   one DuckDB statement computing the cube's measures (volume,
+                            counts, estimated, min/sum/max/count of pressure and
+                            temperature) at its finest grain (branch, resource, UTC hour):
+                            the cube's input work written as one plain GROUP BY, without
+                            the 21 grouping sets, calendars or the write;
 * DuckDB cube               ``warehouse.build_gas_cube(store, engine="duckdb")``: all five
                             groupings with every subtotal level, written to the store;
 * Polars: read archive      reading the archive's columns from DuckDB into Polars (the
@@ -25,8 +30,8 @@ The DuckDB cube's phases (heavy pass, grid, 21 grouping sets, write) are timed t
 printed with their ratio to the ceiling; ``--explain`` prints DuckDB's ``EXPLAIN ANALYZE``
 of the heavy statements (operator times, row counts, join build side).
 
-Ratios: DuckDB cube / ceiling and Polars cube / ceiling (goal ≤ 2×), refresh / DuckDB
-cube (goal < 5 %).
+Ratios: DuckDB cube / ceiling and Polars cube / ceiling (goal ≤ 2×), both also against
+the cube-measures GROUP BY; refresh / DuckDB cube (goal < 5 %).
 
 Usage::
 
@@ -155,6 +160,29 @@ def step_plain_group_by(db: str) -> tuple[int, float, float]:
     return int(n), seconds, _peak_mb()
 
 
+def step_measures_group_by(db: str) -> tuple[int, float, float]:
+    """The cube's measures at its finest grain in one plain GROUP BY (no sets, no calendar, no write)."""
+    import duckdb
+
+    con = duckdb.connect(db, read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    t = time.perf_counter()
+    rows = con.sql(
+        """SELECT m.branch_id, m.resource, a.ts,
+                  count(*) AS n_rows, sum(a.volume_m3) AS vol_sum, count(a.volume_m3) AS vol_n,
+                  count(*) FILTER (a.quality = 'estimated' AND a.volume_m3 IS NOT NULL) AS est_n,
+                  min(a.pressure_kpa), max(a.pressure_kpa), sum(a.pressure_kpa), count(a.pressure_kpa),
+                  min(a.temperature_c), max(a.temperature_c), sum(a.temperature_c), count(a.temperature_c)
+           FROM hourly_archive a JOIN metering_points m USING (meter_id)
+           GROUP BY m.branch_id, m.resource, a.ts"""
+    ).to_arrow_table().num_rows
+    seconds = time.perf_counter() - t
+    (n,) = con.execute("SELECT count(*) FROM hourly_archive").fetchall()[0]
+    con.close()
+    assert rows
+    return int(n), seconds, _peak_mb()
+
+
 #: Phases of the DuckDB cube build timed by ``--phases`` (private functions of
 #: ``warehouse._cubes``, wrapped in the bench process only): the heavy pass over the
 #: archive, counting the rows read, the hour grid with the calendar, deriving the 21
@@ -185,7 +213,7 @@ def _timed_phases() -> dict[str, float]:
 
 
 def _explain_heavy_pass(db: str) -> str:
-    """``EXPLAIN ANALYZE`` of the cube's heavy statements (volume, corrector) over the whole archive."""
+    """``EXPLAIN ANALYZE`` of the cube's heavy statements (volume, estimated, corrector) over the whole archive."""
     import warehouse._cubes as cubes
     from warehouse import open_store
 
@@ -193,12 +221,12 @@ def _explain_heavy_pass(db: str) -> str:
         _, directory = cubes._store_inputs(store)
         dim_map = cubes._dim_table(directory, cubes._CUBE_DIMS)[1]
         con = store.connection  # type: ignore[attr-defined]
-        con.register("askug_cube_dim_map", dim_map.to_arrow())
-        lo, hi = store.sql_frame(cubes._RANGE_SQL).row(0)
+        con.register("dim_map_arrow", dim_map.to_arrow())
+        con.execute("CREATE TEMP TABLE askug_cube_dim_map AS SELECT meter_id, dim_id FROM dim_map_arrow")
         plans = []
-        for template in (cubes._BASE_VOLUME_SQL, cubes._BASE_CORRECTOR_SQL):
-            sql = template.format(facts="hourly_archive", dim_map="askug_cube_dim_map", quality="")
-            rows = con.execute("EXPLAIN ANALYZE " + sql, {"lo": lo, "hi": hi + dt.timedelta(hours=1)}).fetchall()
+        for template in cubes._BASE_SQL:
+            sql = template.format(facts="hourly_archive", dim_map="askug_cube_dim_map", where="", quality="")
+            rows = con.execute("EXPLAIN ANALYZE " + sql).fetchall()
             plans.append(str(rows[0][1]))
     return "\n".join(plans)
 
@@ -313,6 +341,7 @@ def main() -> None:
         for i in range(args.repeat):
             print(f"  run {i + 1}/{args.repeat} …", flush=True)
             measure("plain GROUP BY (ceiling)", step_plain_group_by, db)
+            measure("GROUP BY, cube measures", step_measures_group_by, db)
             measure("DuckDB cube (5 groupings)", step_duckdb_cube, db)
             if not args.no_polars:
                 measure("Polars: read archive", step_polars_read, db)
@@ -343,6 +372,10 @@ def main() -> None:
     print(f"{'DuckDB cube / plain GROUP BY (goal ≤ 2×)':<56}{full / ceiling:>8.2f}×")
     if "Polars cube (5 groupings)" in results:
         print(f"{'Polars cube / plain GROUP BY (goal ≤ 2×)':<56}{med('Polars cube (5 groupings)')[1] / ceiling:>8.2f}×")
+    measures = med("GROUP BY, cube measures")[1]
+    print(f"{'DuckDB cube / GROUP BY with the cube measures':<56}{full / measures:>8.2f}×")
+    if "Polars cube (5 groupings)" in results:
+        print(f"{'Polars cube / GROUP BY with the cube measures':<56}{med('Polars cube (5 groupings)')[1] / measures:>8.2f}×")
     refresh = med("incremental refresh, 1 day")[1]
     print(f"{'incremental 1-day refresh / DuckDB cube (goal < 5 %)':<56}{100 * refresh / full:>7.1f} %")
 

@@ -109,18 +109,34 @@ _PERIOD_KEYS: Final[dict[str, tuple[str, ...]]] = {
 
 # The heavy pass, grouped by (dim_id, UTC hour) with decomposable measures only.  ``ts``
 # stays a plain UTC instant (no time-zone maths on the big side: PERFORMANCE.md); the
-# calendar is joined to the small result.  Two statements, because every aggregate costs
-# a pass over its input: the volume measures need every row, the pressure/temperature
-# ones only the corrector rows that carry them (a small share of a fleet), and computing
-# the eight corrector aggregates over all rows tripled the cost of the scan.
+# calendar is joined to the small result.  Three statements, because in DuckDB every
+# aggregate and every expression costs a pass over its whole input, while a filter on
+# one column is pushed into the scan (rows it drops are never decoded):
+#
+# * volume: every row, with as few aggregates as the volume measures need;
+# * estimated: only the rows marked ``estimated`` (a string comparison evaluated for
+#   every row as an aggregate FILTER cost more than this whole statement);
+# * corrector: only the rows with a pressure or a temperature (a small share of a
+#   fleet), as two single-column-filtered scans: an ``OR`` of two columns is not pushed
+#   down, and computing the eight corrector aggregates over every row tripled the scan.
+#
+# ``{dim_map}`` is a TEMP table, not a registered Arrow scan: probing 87.6 M rows against
+# an Arrow-scan build side cost 10× the join against a native table (23 s vs 2.3 s,
+# ``bench/cube.py``).  ``{where}`` is empty when ``[lo, hi)`` covers the whole table
+# (a full build): a range filter that keeps every row still costs ~20 % of the pass.
 _BASE_VOLUME_SQL: Final = """
 SELECT m.dim_id, f.ts,
        count(*) AS n_rows,
        sum(f.volume_m3) AS vol_sum,
-       count(f.volume_m3) AS vol_n,
-       sum((f.quality = 'estimated' AND f.volume_m3 IS NOT NULL)::INTEGER) AS est_n
+       count(f.volume_m3) AS vol_n
 FROM {facts} f JOIN {dim_map} m ON f.meter_id = m.meter_id
-WHERE f.ts >= $lo AND f.ts < $hi {quality}
+WHERE true {where} {quality}
+GROUP BY m.dim_id, f.ts
+"""
+_BASE_ESTIMATED_SQL: Final = """
+SELECT m.dim_id, f.ts, count(*) AS est_n
+FROM {facts} f JOIN {dim_map} m ON f.meter_id = m.meter_id
+WHERE f.quality = 'estimated' AND f.volume_m3 IS NOT NULL {where} {quality}
 GROUP BY m.dim_id, f.ts
 """
 _BASE_CORRECTOR_SQL: Final = """
@@ -129,11 +145,15 @@ SELECT m.dim_id, f.ts,
        sum(f.pressure_kpa) AS p_sum, count(f.pressure_kpa) AS p_n,
        min(f.temperature_c) AS t_min, max(f.temperature_c) AS t_max,
        sum(f.temperature_c) AS t_sum, count(f.temperature_c) AS t_n
-FROM {facts} f JOIN {dim_map} m ON f.meter_id = m.meter_id
-WHERE f.ts >= $lo AND f.ts < $hi {quality}
-  AND (f.pressure_kpa IS NOT NULL OR f.temperature_c IS NOT NULL)
+FROM (SELECT f.meter_id, f.ts, f.pressure_kpa, f.temperature_c FROM {facts} f
+      WHERE f.pressure_kpa IS NOT NULL {where} {quality}
+      UNION ALL
+      SELECT f.meter_id, f.ts, f.pressure_kpa, f.temperature_c FROM {facts} f
+      WHERE f.pressure_kpa IS NULL AND f.temperature_c IS NOT NULL {where} {quality}) f
+JOIN {dim_map} m ON f.meter_id = m.meter_id
 GROUP BY m.dim_id, f.ts
 """
+_BASE_SQL: Final = (_BASE_VOLUME_SQL, _BASE_ESTIMATED_SQL, _BASE_CORRECTOR_SQL)
 _RANGE_SQL: Final = "SELECT min(ts) AS lo, max(ts) AS hi FROM hourly_archive"
 _FACT_COLUMNS: Final = ("meter_id", "ts", "volume_m3", "pressure_kpa", "temperature_c", "quality")
 
@@ -322,24 +342,40 @@ def _base_duckdb(
     qualities: Sequence[str] | None,
 ) -> pl.DataFrame:
     name = "askug_cube_dim_map"
-    con.register(name, dim_map.to_arrow())
+    con.register(f"{name}_arrow", dim_map.to_arrow())
     try:
-        params: dict[str, object] = {"lo": lo, "hi": hi}
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT meter_id, dim_id FROM {name}_arrow")
+    finally:
+        con.unregister(f"{name}_arrow")
+    try:
+        params: dict[str, object] = {}
+        where = ""
+        # answered from the table's statistics, no scan
+        first, last = con.sql(f"SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM {facts}").fetchall()[0]
+        if first is None or first < _epoch_us(lo) or last >= _epoch_us(hi):
+            where = "AND f.ts >= $lo AND f.ts < $hi"
+            params.update(lo=lo, hi=hi)
         quality = ""
         if qualities is not None:
             quality = "AND f.quality IN (SELECT unnest($q))"
             params["q"] = list(qualities)
         parts = []
-        for sql in (_BASE_VOLUME_SQL, _BASE_CORRECTOR_SQL):
-            frame = pl.from_arrow(
-                con.sql(sql.format(facts=facts, dim_map=name, quality=quality), params=params).to_arrow_table()
-            )
+        for sql in _BASE_SQL:
+            text = sql.format(facts=facts, dim_map=name, where=where, quality=quality)
+            frame = pl.from_arrow(con.sql(text, params=params or None).to_arrow_table())
             assert isinstance(frame, pl.DataFrame)
             parts.append(frame)
     finally:
-        con.unregister(name)
-    volume, corrector = parts
-    return _normalise_base(volume.join(corrector, on=["dim_id", "ts"], how="left"))
+        con.execute(f"DROP TABLE IF EXISTS temp.{name}")
+    volume, estimated, corrector = parts
+    base = volume.join(estimated, on=["dim_id", "ts"], how="left").join(corrector, on=["dim_id", "ts"], how="left")
+    return _normalise_base(base.with_columns(pl.col("est_n").fill_null(0)))
+
+
+def _epoch_us(at: dt.datetime) -> int:
+    """Microseconds since the epoch of ``at`` (naive = UTC)."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    return (aware - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 
 
 def _normalise_base(base: pl.DataFrame) -> pl.DataFrame:
@@ -801,9 +837,13 @@ def _replace_cells(store: Store, cells: pl.DataFrame, where: Mapping[str, Sequen
         if cells.height:
             name = "askug_gas_cube_cells"
             con.register(name, cells.to_arrow())
+            # cells have no order to keep: without it DuckDB writes row groups in parallel
+            (keep,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0]
+            con.execute("SET preserve_insertion_order = false")
             try:
                 con.execute(f"INSERT INTO gas_cube ({cols}) SELECT {cols} FROM {name}")
             finally:
+                con.execute(f"SET preserve_insertion_order = {'true' if keep else 'false'}")
                 con.unregister(name)
 
 
