@@ -44,6 +44,7 @@ from typing import Any, Final, Literal, get_args
 
 import polars as pl
 
+from analytics._pdf_font import PdfFont, pdf_text_string
 from analytics.errors import ExportError
 
 ExportFormat = Literal["csv", "xlsx", "dbf", "pdf", "json", "jsonl", "xml", "txt"]
@@ -709,13 +710,17 @@ def _write_xlsx_book(
 
 # --- two-pass formats: spool to Arrow IPC, then write --------------------------------
 class _Spool:
-    """Text batches on disk plus per-column maximum widths (characters)."""
+    """Text batches on disk plus per-column maximum widths (characters) and longest values.
+
+    The longest value lets the PDF measure a column with the font's real widths.
+    """
 
     def __init__(self, folder: Path) -> None:
         fd, name = tempfile.mkstemp(prefix=".askug-export-", suffix=".arrows", dir=folder)
         os.close(fd)
         self.path = Path(name)
         self.widths: dict[str, int] = {}
+        self.longest: dict[str, str] = {}
         self.rows = 0
         self._writer: Any = None
         self._sink: Any = None
@@ -733,7 +738,12 @@ class _Spool:
         if text.height:
             lengths = text.select(pl.col(c).str.len_chars().max() for c in text.columns if c != "__emphasis__")
             for name, value in lengths.row(0, named=True).items():
-                self.widths[name] = max(self.widths.get(name, 0), int(value or 0))
+                if int(value or 0) > self.widths.get(name, 0):
+                    self.widths[name] = int(value or 0)
+                    column = text.get_column(name)
+                    at = column.str.len_chars().arg_max()
+                    if at is not None:
+                        self.longest[name] = str(column[at])
         self.rows += text.height
 
     def finish(self) -> None:
@@ -945,44 +955,8 @@ _FONT_SIZE: Final = 8.0
 _ROW_HEIGHT: Final = 11.0
 _CELL_PAD: Final = 3.0
 _MAX_COL_CHARS: Final = 40
-
-
-# Glyph widths (1/1000 em) of the standard Helvetica and Helvetica-Bold by WinAnsi byte,
-# from Adobe's core-font metrics (the same table fpdf2 ships; copied to keep the import light).
-_HELVETICA: Final = (
-    278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278,
-    278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 355, 556,
-    556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556, 556, 556, 556,
-    556, 556, 556, 556, 278, 278, 584, 584, 584, 556, 1015, 667, 667, 722, 722, 667, 611, 778,
-    722, 278, 500, 667, 556, 833, 722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667, 667,
-    611, 278, 278, 278, 469, 556, 333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500,
-    222, 833, 556, 556, 556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334,
-    584, 350, 556, 350, 222, 556, 333, 1000, 556, 556, 333, 1000, 667, 333, 1000, 350, 611, 350,
-    350, 222, 222, 333, 333, 350, 556, 1000, 333, 1000, 500, 333, 944, 350, 500, 667, 278, 333,
-    556, 556, 556, 556, 260, 556, 333, 737, 370, 556, 584, 333, 737, 333, 400, 584, 333, 333,
-    333, 556, 537, 278, 333, 333, 365, 556, 834, 834, 834, 611, 667, 667, 667, 667, 667, 667,
-    1000, 722, 667, 667, 667, 667, 278, 278, 278, 278, 722, 722, 778, 778, 778, 778, 778, 584,
-    778, 722, 722, 722, 722, 667, 667, 611, 556, 556, 556, 556, 556, 556, 889, 500, 556, 556,
-    556, 556, 278, 278, 278, 278, 556, 556, 556, 556, 556, 556, 556, 584, 611, 556, 556, 556,
-    556, 500, 556, 500
-)
-_HELVETICA_BOLD: Final = (
-    278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278,
-    278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 278, 333, 474, 556,
-    556, 889, 722, 238, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556, 556, 556, 556,
-    556, 556, 556, 556, 333, 333, 584, 584, 584, 611, 975, 722, 722, 722, 722, 667, 611, 778,
-    722, 278, 556, 722, 611, 833, 722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667, 667,
-    611, 333, 278, 333, 584, 556, 333, 556, 611, 556, 611, 556, 333, 611, 611, 278, 278, 556,
-    278, 889, 611, 611, 611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389,
-    584, 350, 556, 350, 278, 556, 500, 1000, 556, 556, 333, 1000, 667, 333, 1000, 350, 611, 350,
-    350, 278, 278, 500, 500, 350, 556, 1000, 333, 1000, 556, 333, 944, 350, 500, 667, 278, 333,
-    556, 556, 556, 556, 280, 556, 333, 737, 370, 556, 584, 333, 737, 333, 400, 584, 333, 333,
-    333, 611, 556, 278, 333, 333, 365, 556, 834, 834, 834, 611, 722, 722, 722, 722, 722, 722,
-    1000, 722, 667, 667, 667, 667, 278, 278, 278, 278, 722, 722, 778, 778, 778, 778, 778, 584,
-    778, 722, 722, 722, 722, 667, 667, 611, 556, 556, 556, 556, 556, 556, 889, 556, 556, 556,
-    556, 556, 278, 278, 278, 278, 611, 611, 611, 611, 611, 611, 611, 584, 611, 611, 611, 611,
-    611, 556, 611, 556
-)
+_PDF_MEMO_ENTRIES: Final = 200_000  # placed cells remembered (repeated ids, times, values)
+_PDF_MEMO_BYTES: Final = 4 << 20  # … and at most this much of their text and codes
 
 
 class _PdfWriter:
@@ -990,25 +964,28 @@ class _PdfWriter:
 
     fpdf2 keeps every page in memory until ``output()``; a million-row table is ~20,000
     pages, so this writer emits each page as soon as it is full and keeps only the
-    object offsets.  Text uses the standard Helvetica fonts (no embedding) in WinAnsi
-    (Windows-1252); characters outside it print as ``?``.  Content streams are
-    Flate-compressed.
+    object offsets.  Text is set in DejaVu Sans Condensed (``/F1`` regular, ``/F2``
+    bold), embedded as Type 0 fonts with 2-byte glyph codes, so any character the font
+    has (Latin, Cyrillic, Greek, ``°``, ``³``, ``№`` …) prints and can be searched and
+    copied (see :mod:`analytics._pdf_font`).  The glyphs used are only known after the
+    last page, so the font objects (subset font file, widths, ToUnicode map) are written
+    by :meth:`close`, after the pages, under the object numbers 3 and 4 the pages
+    already refer to.  Content streams are Flate-compressed.
     """
 
-    def __init__(self, fh: Any, *, title: str | None) -> None:
+    def __init__(self, fh: Any, *, title: str | None, fonts: tuple[PdfFont, PdfFont]) -> None:
         self._fh = fh
+        self._fonts = fonts
         self._offsets: dict[int, int] = {}
         self._pages: list[int] = []
-        self._next = 6  # 1 catalog, 2 pages, 3 Helvetica, 4 Helvetica-Bold, 5 info
+        self._next = 6  # 1 catalog, 2 pages, 3 font /F1, 4 font /F2, 5 info
         self._pos = 0
         self._write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-        self._object(3, b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
-        self._object(4, b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>")
         stamp = dt.datetime.now(dt.UTC).strftime("D:%Y%m%d%H%M%SZ")
         info = f"<< /Producer (askug) /CreationDate ({stamp})"
         if title:
-            info += f" /Title {_pdf_string(title)}"
-        self._object(5, (info + " >>").encode("latin-1"))
+            info += f" /Title {pdf_text_string(title)}"
+        self._object(5, (info + " >>").encode("ascii"))
 
     def _write(self, data: bytes) -> None:
         self._fh.write(data)
@@ -1019,7 +996,8 @@ class _PdfWriter:
         self._write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
 
     def page(self, content: bytes, size: tuple[float, float]) -> None:
-        data = zlib.compress(content, 6)
+        # Level 4: on these pages (2-byte glyph codes) it is ~40 % faster than 6 and as small.
+        data = zlib.compress(content, 4)
         page_no, content_no = self._next, self._next + 1
         self._next += 2
         self._object(
@@ -1036,6 +1014,12 @@ class _PdfWriter:
         self._pages.append(page_no)
 
     def close(self) -> int:
+        for number, font in zip((3, 4), self._fonts, strict=True):
+            type0, parts = font.objects(self._next)
+            self._next += len(parts)
+            for part_no, body in parts:
+                self._object(part_no, body)
+            self._object(number, type0)
         kids = " ".join(f"{n} 0 R" for n in self._pages)
         self._object(2, f"<< /Type /Pages /Kids [{kids}] /Count {len(self._pages)} >>".encode())
         self._object(1, b"<< /Type /Catalog /Pages 2 0 R >>")
@@ -1049,42 +1033,55 @@ class _PdfWriter:
         return len(self._pages)
 
 
-def _pdf_string(text: str) -> str:
-    raw = text.encode("cp1252", errors="replace").decode("latin-1")
-    return "(" + raw.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+def _shrink_widths(natural: list[float], usable: float) -> list[float]:
+    """Column widths that fit ``usable`` points: the widest columns give up room first.
 
-
-def _pdf_text(raw: bytes) -> bytes:
-    return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+    Every column wider than a common cap is cut to it, so narrow columns (numbers, codes,
+    headers) keep their natural width and long names are the ones shortened with ``...``
+    (scaling every column alike would cut short numbers and headers too).
+    """
+    if sum(natural) <= usable:
+        return list(natural)
+    rest, left = usable, len(natural)
+    cap = usable / left
+    for width in sorted(natural):
+        if width * left >= rest:
+            cap = rest / left
+            break
+        rest -= width
+        left -= 1
+    return [min(width, cap) for width in natural]
 
 
 def _write_pdf(stream: _Batches, tmp: Path, stats: _Stats, options: _Options) -> None:
     """A paged table: title and column header repeated on every page, page numbers.
 
-    Column widths follow the widest value (up to 40 characters) and are scaled to the
-    page; A4 landscape is used when portrait is too narrow.  A cell wider than its
-    column is cut with ``...``.  Numbers are right-aligned; floats get ``float_digits``
-    (default 3) decimals.
+    Column widths follow the widest value (up to 40 characters); A4 landscape is used
+    when portrait is too narrow, and if even that is too narrow the widest columns are
+    narrowed to a common width (:func:`_shrink_widths`).  A cell wider than its
+    column is cut with ``...``, measured with the embedded font's real advance widths.
+    Numbers are right-aligned; floats get ``float_digits`` (default 3) decimals.
     """
     digits = 3 if options.float_digits is None else options.float_digits
     numeric = [stream.schema[c].is_numeric() for c in stream.columns]
-    regular, bold = list(_HELVETICA), list(_HELVETICA_BOLD)
-    avg = 556  # digit width in Helvetica, 1/1000 em
+    regular, bold = PdfFont("regular"), PdfFont("bold")
+    avg = regular.width("0")  # digit width, 1/1000 em
+    dots_text = "..."
     with _spooled(stream, tmp, float_digits=digits, guard=False, stats=stats) as spool:
         natural = []
         for c in stream.columns:
             chars = min(_MAX_COL_CHARS, max(len(c), spool.widths.get(c, 0), 1))
-            # 10 % slack: letters and separators are wider than the digit average.
-            head = sum(bold[b] for b in c.encode("cp1252", errors="replace"))
-            room = max(head, chars * avg * 1.1)
+            # 10 % slack: letters and separators are wider than the digit average; the
+            # longest value is measured as printed in bold (a subtotal row may be).
+            longest = bold.width(spool.longest.get(c, "")[:_MAX_COL_CHARS])
+            room = max(bold.width(c), longest, chars * avg * 1.1)
             natural.append(room * _FONT_SIZE / 1000 + 2 * _CELL_PAD)
         total = sum(natural)
         size = _PAGE_PORTRAIT
         if total > size[0] - 2 * _MARGIN:
             size = (_PAGE_PORTRAIT[1], _PAGE_PORTRAIT[0])
         usable = size[0] - 2 * _MARGIN
-        scale = min(1.0, usable / total)
-        widths = [w * scale for w in natural]
+        widths = _shrink_widths(natural, usable)
         x0 = [_MARGIN + sum(widths[:i]) for i in range(len(widths))]
         title = options.title or ""
         top = size[1] - _MARGIN
@@ -1093,29 +1090,29 @@ def _write_pdf(stream: _Batches, tmp: Path, stats: _Stats, options: _Options) ->
         per_page = max(1, int((header_y - _MARGIN - 14.0) // _ROW_HEIGHT))
         created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
-        def fit(value: str, width: float, table: list[int]) -> tuple[bytes, float]:
-            raw = value.replace("\r", " ").replace("\n", " ").replace("\t", " ").encode("cp1252", errors="replace")
+        def fit(value: str, width: float, font: PdfFont) -> tuple[bytes, float]:
             room = (width - 2 * _CELL_PAD) * 1000 / _FONT_SIZE
-            used = sum(table[b] for b in raw)
+            used = font.width(value)
             if used <= room:
-                return raw, used * _FONT_SIZE / 1000
+                return font.encode(value), used * _FONT_SIZE / 1000
             stats.truncated += 1
-            room -= 3 * table[ord(".")]
-            cut = bytearray()
+            dots = font.width(dots_text)
+            room -= dots
             used = 0
-            for b in raw:
-                if used + table[b] > room:
+            cut = len(value)
+            advance = font.advance
+            for k, char in enumerate(value):
+                step = advance[char]
+                if used + step > room:
+                    cut = k
                     break
-                cut.append(b)
-                used += table[b]
-            cut += b"..."
-            used += 3 * table[ord(".")]
-            return bytes(cut), used * _FONT_SIZE / 1000
+                used += step
+            return font.encode(value[:cut] + dots_text), (used + dots) * _FONT_SIZE / 1000
 
-        def cell(out: list[bytes], value: str, j: int, y: float, font: bytes, table: list[int]) -> None:
-            raw, width = fit(value, widths[j], table)
+        def cell(out: list[bytes], value: str, j: int, y: float, name: bytes, font: PdfFont) -> None:
+            raw, width = fit(value, widths[j], font)
             x = x0[j] + widths[j] - _CELL_PAD - width if numeric[j] else x0[j] + _CELL_PAD
-            out.append(b"BT " + font + b" %.2f %.2f Td (%s) Tj ET\n" % (x, y, _pdf_text(raw)))
+            out.append(b"BT " + name + b" %.2f %.2f Td (%s) Tj ET\n" % (x, y, raw))
 
         font1 = b"/F1 %.1f Tf" % _FONT_SIZE
         font2 = b"/F2 %.1f Tf" % _FONT_SIZE
@@ -1124,20 +1121,20 @@ def _write_pdf(stream: _Batches, tmp: Path, stats: _Stats, options: _Options) ->
         def page_head(page_no: int) -> list[bytes]:
             out: list[bytes] = [b"0 g 0.5 w\n"]
             if title:
-                raw = _pdf_text(title.encode("cp1252", errors="replace"))
-                out.append(b"BT /F2 12 Tf %.2f %.2f Td (%s) Tj ET\n" % (_MARGIN, top - 12, raw))
+                out.append(b"BT /F2 12 Tf %.2f %.2f Td (%s) Tj ET\n" % (_MARGIN, top - 12, bold.encode(title)))
             out.append(b"0.9 g %.2f %.2f %.2f %.2f re f 0 g\n" % (_MARGIN, header_y - 3, right - _MARGIN, _ROW_HEIGHT))
             for j, c in enumerate(stream.columns):
                 cell(out, c, j, header_y, font2, bold)
             out.append(b"%.2f %.2f m %.2f %.2f l S\n" % (_MARGIN, header_y - 3, right, header_y - 3))
-            foot = f"page {page_no}  |  {created}".encode()
+            foot = regular.encode(f"page {page_no}  |  {created}")
             out.append(b"BT /F1 7 Tf %.2f %.2f Td (%s) Tj ET\n" % (_MARGIN, _MARGIN - 12, foot))
             return out
 
         with open(tmp, "wb") as fh:
-            pdf = _PdfWriter(fh, title=options.title)
+            pdf = _PdfWriter(fh, title=options.title, fonts=(regular, bold))
             # (text, column, bold) → placed cell: repeated values are measured once.
             placed: dict[tuple[str, int, bool], tuple[bytes, bytes, bool]] = {}
+            memo_bytes = 0
             page_no = 1
             content = page_head(page_no)
             on_page = 0
@@ -1151,9 +1148,9 @@ def _write_pdf(stream: _Batches, tmp: Path, stats: _Stats, options: _Options) ->
                         on_page = 0
                     y = b"%.2f" % (header_y - _ROW_HEIGHT * (on_page + 1))
                     strong = bool(flags[i]) if flags is not None else False
-                    font, table = (font2, bold) if strong else (font1, regular)
+                    name, font = (font2, bold) if strong else (font1, regular)
                     # One text object per row; each cell placed with an absolute Tm.
-                    parts = [b"BT ", font, b"\n"]
+                    parts = [b"BT ", name, b"\n"]
                     for j, value in enumerate(row):
                         if not value:
                             continue
@@ -1161,11 +1158,15 @@ def _write_pdf(stream: _Batches, tmp: Path, stats: _Stats, options: _Options) ->
                         hit = placed.get(key)
                         if hit is None:
                             before = stats.truncated
-                            raw, width = fit(value, widths[j], table)
+                            raw, width = fit(value, widths[j], font)
                             x = x0[j] + widths[j] - _CELL_PAD - width if numeric[j] else x0[j] + _CELL_PAD
-                            hit = (b"1 0 0 1 %.2f " % x, b" Tm (" + _pdf_text(raw) + b") Tj\n", stats.truncated > before)
-                            if len(placed) >= 200_000:  # ids and times repeat; bound the memo
+                            hit = (b"1 0 0 1 %.2f " % x, b" Tm (" + raw + b") Tj\n", stats.truncated > before)
+                            # Ids and times repeat; bound the memo by entries and by size
+                            # (long unique cells would otherwise hold ~1 KB each).
+                            memo_bytes += len(value) + len(hit[1])
+                            if len(placed) >= _PDF_MEMO_ENTRIES or memo_bytes > _PDF_MEMO_BYTES:
                                 placed.clear()
+                                memo_bytes = len(value) + len(hit[1])
                             placed[key] = hit
                         elif hit[2]:
                             stats.truncated += 1

@@ -130,3 +130,32 @@ def test_pdf(store: Store, tmp_path: Path) -> None:
     with pytest.raises(AnalyticsError, match="subtotal"):
         write_report_pdf(report.drop("subtotal"), tmp_path / "bad.pdf")
     assert not (tmp_path / "bad.pdf").exists()
+
+
+def test_pdf_prints_cyrillic_groups_with_bold_subtotals(store: Store, tmp_path: Path) -> None:
+    """Russian company and branch names print exactly (read back as text); subtotals are bold."""
+    from tests.unit.analytics._pdf_reader import read_pdf
+
+    names = {"RU": "ООО «Газпром межрегионгаз Вологда»", "UK": "Gas UK Ltd", "B1": "Филиал №1 (Череповец)",
+             "B2": "Филиал Север", "B3": "London branch"}  # fmt: skip
+    report = universal_report(store, period(), group_by=["company", "branch"]).with_columns(
+        pl.col("company_id").replace(names), pl.col("branch_id").replace(names)
+    )
+    out = tmp_path / "report.pdf"
+    columns = ["level", "company_id", "branch_id", "meters", "volume_m3", "completeness"]
+    summary = write_report_pdf(report, out, title="Потребление газа, м³ — январь 2022", columns=columns)
+    doc = read_pdf(out)
+    assert summary.rows == report.height and summary.truncated_cells == 0
+    assert doc.texts.count("Потребление газа, м³ — январь 2022") == doc.pages
+    # Company rows are subtotals (bold, /F2); branch rows are the finest level (regular, /F1).
+    assert ("F2", names["RU"]) in doc.runs and ("F1", names["RU"]) in doc.runs
+    assert ("F1", "Филиал №1 (Череповец)") in doc.runs and ("F1", "Филиал Север") in doc.runs
+    assert ("F2", "Филиал Север") not in doc.runs
+    assert ("F2", "  company") in doc.runs and ("F1", "    branch") in doc.runs
+    # With every default column the table is wider than the page: the long names are cut,
+    # the headers and numbers keep their width.
+    wide = write_report_pdf(report, tmp_path / "wide.pdf", title="Потребление газа")
+    texts = read_pdf(tmp_path / "wide.pdf").texts
+    cut = [t for t in texts if t.endswith("...")]
+    assert wide.truncated_cells == len(cut) > 0 and all(t.startswith("ООО «Газпром") for t in cut)
+    assert {"meters", "completeness_pct", "share_estimated_pct", "temperature_c_avg", "4492.80"} <= set(texts)
