@@ -8,14 +8,23 @@ broker is a throwaway Mosquitto; both come from ``tests/_servers.py``):
    scrypt cost), and pre-encode every unit's archive backlog with its device profile
    (``household-nb`` / ``corrector-ek``): as few frames as fit in 4,096 bytes, so one
    frame carries hundreds of hourly records.  Encoding is not timed.
-2. **COPY ceiling**: the readings those frames carry, COPYed (CSV) straight into the
-   ``readings`` table of a fresh database — the same rows into the same table.
+2. **COPY ceiling**: the readings those frames carry, COPYed straight into the
+   ``readings`` table of a fresh database (its monthly partitions made first, as landing
+   makes them) — the same rows into the same table — on ONE connection, once as CSV and
+   once in PostgreSQL's binary format (``warehouse._landing.binary_copy``, what landing
+   sends); the faster of the two is the ceiling of the goal line.  For information, the
+   same rows are also COPYed over 2 parallel connections (half each), with its ratio:
+   that is what a 2-core server can absorb with no checks at all, so nobody mistakes
+   the single-statement ceiling for the machine's limit.
 3. **Landing alone**: ``Landing.submit`` in this process on a fresh database, the same
    frames in batches of ``--landing-batch`` frames (a transport round), no network:
-   what the database thread of the service can do at best.
-4. **TCP**: ``askug ingest serve`` runs as its own process; ``--connections`` concurrent
-   unit sessions (ident, then all frames, then wait for every ack).  Time from the first
-   byte to the last ack; readings/s = readings rows stored / that time.
+   what one database thread of the service can do at best.  Then **Landing.submit, N
+   writers**: ``--writers`` threads, each with its own ``Landing``
+   (``Landing.writers``), pulling those batches from one queue (what the service's
+   landing worker does), on another fresh database.
+4. **TCP**: ``askug ingest serve --writers N`` runs as its own process; ``--connections``
+   concurrent unit sessions (ident, then all frames, then wait for every ack).  Time
+   from the first byte to the last ack; readings/s = readings rows stored / that time.
 5. **MQTT**: the same frames published with QoS 1 to ``askug/up/<id>`` by
    ``--publishers`` clients; time until landing has stored them all.
 6. **peak memory** (VmHWM) of the ingest service process after each run.
@@ -29,6 +38,7 @@ Usage::
 
     .venv/bin/python bench/ingest_throughput.py            # 2,000 meters × 30 days (~1.5 M readings)
     .venv/bin/python bench/ingest_throughput.py --quick    # 100 meters × 7 days: a smoke run
+    .venv/bin/python bench/ingest_throughput.py --writers 1 --rounds   # one landing writer, round sizes
 """
 
 from __future__ import annotations
@@ -119,9 +129,10 @@ def _ident(prep: Prepared, unit: Any, counter: int) -> bytes:
 class Service:
     """``askug ingest serve`` as a child process."""
 
-    def __init__(self, dsn: str, *, mqtt_url: str | None, tcp_port: int, log: Path) -> None:
+    def __init__(self, dsn: str, *, mqtt_url: str | None, tcp_port: int, log: Path, writers: int) -> None:
         cmd = [ASKUG, *(["-v"] if _ROUNDS else []), "--dsn", dsn, "ingest", "serve", "--tcp-port", str(tcp_port), "--udp-port", "0",
-               "--rate", "1000000", "--no-downlink", "--stats-every", "3600", "--host", "127.0.0.1"]  # fmt: skip
+               "--rate", "1000000", "--no-downlink", "--stats-every", "3600", "--host", "127.0.0.1",
+               "--writers", str(writers)]  # fmt: skip
         if mqtt_url:
             cmd += ["--mqtt", mqtt_url, "--client-id", f"bench-{os.getpid()}-{time.monotonic_ns()}"]
         self.log = log
@@ -155,16 +166,22 @@ _ROUNDS: list[bool] = []
 
 
 def _round_sizes(log: Path) -> str:
-    """Landing rounds of a service run from its debug log: count, packets per round, seconds."""
+    """Landing rounds of a service run from its debug log: count, packets per round, seconds
+    inside ``submit`` (summed over the writers, so with 2 writers it can exceed the wall time)."""
     import re
 
-    rounds = [(int(m[0]), float(m[1])) for m in re.findall(r"event=committed packets=(\d+) jobs=\d+ seconds=([\d.]+)", log.read_text())]
+    found = re.findall(r"event=committed packets=(\d+) jobs=\d+ seconds=([\d.]+)(?: writer=(\S+))?", log.read_text())
+    rounds = [(int(m[0]), float(m[1]), m[2] or "askug-landing") for m in found]
     if not rounds:
         return "no rounds logged"
-    sizes = sorted(n for n, _ in rounds)
-    busy = sum(s for _, s in rounds)
+    sizes = sorted(n for n, _, _ in rounds)
+    busy = sum(s for _, s, _ in rounds)
+    per_writer: dict[str, int] = {}
+    for _, _, w in rounds:
+        per_writer[w] = per_writer.get(w, 0) + 1
+    writers = ", ".join(f"{w.removeprefix('askug-landing-')}: {n}" for w, n in sorted(per_writer.items()))
     return (f"{len(rounds)} rounds, packets per round median {sizes[len(sizes) // 2]} (min {sizes[0]}, max {sizes[-1]}),"
-            f" {busy:.2f} s inside submit")  # fmt: skip
+            f" {busy:.2f} s inside submit; rounds per writer {writers}")  # fmt: skip
 
 
 def _fresh_store(admin: Any) -> tuple[Any, str, str]:
@@ -176,41 +193,166 @@ def _fresh_store(admin: Any) -> tuple[Any, str, str]:
 
 
 # --- measurements -------------------------------------------------------------------------------
-def measure_copy(prep: Prepared, dsn: str) -> tuple[int, float]:
+def _copy_frame(prep: Prepared) -> Any:
+    """The readings of the prepared frames in the ``readings`` contract (as landing stores them)."""
     import polars as pl
-    import psycopg
 
     received = dt.datetime.now(dt.UTC)
     frame = pl.DataFrame(prep.rows, schema={"device_id": pl.String, "channel": pl.String, "ts": pl.Datetime("us", "UTC"), "value": pl.Float64}, orient="row")
-    frame = frame.with_columns(quality=pl.lit("valid"), received_at=pl.lit(received))
+    return frame.with_columns(quality=pl.lit("valid"), received_at=pl.lit(received))
+
+
+def _copy_payloads(frame: Any, fmt: str) -> list[bytes]:
+    """``frame`` as one COPY payload in ``fmt`` (csv or binary); not timed."""
+    from warehouse._landing import binary_copy
+
+    if fmt == "binary":
+        return [binary_copy(frame)]
     buf = io.BytesIO()
     frame.write_csv(buf, include_header=False)
-    payload = buf.getvalue()
+    return [buf.getvalue()]
+
+
+def _make_partitions(dsn: str, months: list[dt.datetime]) -> None:
+    """The monthly ``readings`` partitions the rows need, as landing makes them (untimed)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute("SELECT askug_ensure_partitions('readings', %s::timestamptz[])", [months])
+
+
+def _copy_on(dsn: str, payload: bytes, fmt: str, barrier: Any = None) -> float:
+    """COPY one payload into ``readings`` on a new connection and commit; seconds (timed part only)."""
+    import psycopg
+
     with psycopg.connect(dsn) as con:
         con.execute("SET TimeZone = 'UTC'")
-        t = time.perf_counter()
-        with con.cursor().copy("COPY readings (device_id, channel, ts, value, quality, received_at) FROM STDIN (FORMAT csv)") as copy:
-            for i in range(0, len(payload), 1 << 20):
-                copy.write(payload[i : i + (1 << 20)])
         con.commit()
-        seconds = time.perf_counter() - t
-    return frame.height, seconds
+        if barrier is not None:
+            barrier.wait()
+        t = time.perf_counter()
+        statement = f"COPY readings (device_id, channel, ts, value, quality, received_at) FROM STDIN (FORMAT {fmt})"
+        with con.cursor().copy(statement) as copy:  # type: ignore[arg-type]
+            view = memoryview(payload)
+            for i in range(0, len(view), 1 << 20):
+                copy.write(view[i : i + (1 << 20)])
+        con.commit()
+        return time.perf_counter() - t
+
+
+def measure_copy(prep: Prepared, admin: Any, stores: list[Any]) -> dict[str, Any]:
+    """The raw COPY ceiling: CSV and binary on one connection, and 2 connections in parallel.
+
+    Each on a fresh database (the same empty ``readings`` table, partitions made).
+    Returns ``{"rows", "csv", "binary", "best", "best_format", "parallel"}`` (seconds).
+    """
+    import threading
+
+    frame = _copy_frame(prep)
+    months = frame.get_column("ts").dt.truncate("1mo").unique().to_list()
+    out: dict[str, Any] = {"rows": frame.height}
+    for fmt in ("csv", "binary"):
+        store, dsn, _ = _fresh_store(admin)
+        stores.append(store)
+        prep.register(store)
+        _make_partitions(dsn, months)
+        out[fmt] = _copy_on(dsn, _copy_payloads(frame, fmt)[0], fmt)
+    best = "binary" if out["binary"] <= out["csv"] else "csv"
+    out["best"], out["best_format"] = out[best], best
+    # 2 connections, half the rows each (split between units, as two writers would be)
+    store, dsn, _ = _fresh_store(admin)
+    stores.append(store)
+    prep.register(store)
+    _make_partitions(dsn, months)
+    half = frame.height // 2
+    cut = half
+    devices = frame.get_column("device_id")
+    while 0 < cut < frame.height and devices[cut] == devices[cut - 1]:
+        cut += 1
+    payloads = [_copy_payloads(part, best)[0] for part in (frame.head(cut), frame.slice(cut))]
+    barrier = threading.Barrier(len(payloads) + 1, timeout=120)  # a failed thread breaks it, never hangs
+    errors: list[BaseException] = []
+
+    def copy_part(payload: bytes) -> None:
+        try:
+            _copy_on(dsn, payload, best, barrier)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=copy_part, args=(p,)) for p in payloads]
+    for th in threads:
+        th.start()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait()
+    t = time.perf_counter()
+    for th in threads:
+        th.join()
+    out["parallel"] = time.perf_counter() - t
+    if errors:
+        raise errors[0]
+    return out
+
+
+def _packets(prep: Prepared) -> list[Any]:
+    from ingest._wire import Packet
+
+    received = dt.datetime.now(dt.UTC)
+    return [Packet(raw, "tcp", received, device_id=d) for d, frames in prep.frames.items() for raw in frames]
+
+
+def _check_stored(out: Any) -> None:
+    if any(o.status != "stored" for o in out):
+        raise RuntimeError(f"landing did not store every frame: {[o for o in out if o.status != 'stored'][:3]}")
 
 
 def measure_landing(prep: Prepared, store: Any, *, batch: int) -> float:
     """Seconds ``Landing.submit`` takes for every frame, ``batch`` frames per call."""
     from ingest._landing import Landing
-    from ingest._wire import Packet
 
-    received = dt.datetime.now(dt.UTC)
-    packets = [Packet(raw, "tcp", received, device_id=d) for d, frames in prep.frames.items() for raw in frames]
+    packets = _packets(prep)
     landing = Landing(store, prep.registry)
     t = time.perf_counter()
     for i in range(0, len(packets), batch):
-        out = landing.submit(packets[i : i + batch])
-        if any(o.status != "stored" for o in out):
-            raise RuntimeError(f"landing did not store every frame: {[o for o in out if o.status != 'stored'][:3]}")
+        _check_stored(landing.submit(packets[i : i + batch]))
     return time.perf_counter() - t
+
+
+def measure_landing_writers(prep: Prepared, store: Any, *, batch: int, writers: int) -> float:
+    """Seconds ``writers`` threads with a ``Landing`` each take for every frame, pulling
+    ``batch``-frame batches from one queue (what the service's landing worker does)."""
+    import queue
+    import threading
+
+    from ingest._landing import Landing
+
+    packets = _packets(prep)
+    todo: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
+    for i in range(0, len(packets), batch):
+        todo.put(packets[i : i + batch])
+    errors: list[BaseException] = []
+
+    def work(landing: Landing) -> None:
+        try:
+            while True:
+                try:
+                    part = todo.get_nowait()
+                except queue.Empty:
+                    return
+                _check_stored(landing.submit(part))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(x,)) for x in Landing(store, prep.registry).writers(writers)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    seconds = time.perf_counter() - t
+    if errors:
+        raise errors[0]
+    return seconds
 
 
 async def _tcp_session(host: str, port: int, frames: list[bytes]) -> int:
@@ -238,11 +380,11 @@ async def _tcp_all(host: str, port: int, sessions: list[list[bytes]], connection
     return sum(await asyncio.gather(*(one(s) for s in sessions)))
 
 
-def measure_tcp(prep: Prepared, dsn: str, tmp: Path, *, connections: int, daily: int) -> dict[str, float]:
+def measure_tcp(prep: Prepared, dsn: str, tmp: Path, *, connections: int, daily: int, writers: int) -> dict[str, float]:
     from tests._servers import free_port
 
     port = free_port()
-    svc = Service(dsn, mqtt_url=None, tcp_port=port, log=tmp / "tcp.log")
+    svc = Service(dsn, mqtt_url=None, tcp_port=port, log=tmp / "tcp.log", writers=writers)
     svc.wait_ready("service_ready")
     sessions = [[_ident(prep, u, 10), *prep.frames[u.device_id]] for u in prep.fleet.units]
     t = time.perf_counter()
@@ -258,7 +400,9 @@ def measure_tcp(prep: Prepared, dsn: str, tmp: Path, *, connections: int, daily:
     return {"seconds": seconds, "peak_mb": peak, "daily_sessions": len(day_sessions), "daily_seconds": day_seconds}
 
 
-def measure_mqtt(prep: Prepared, dsn: str, store: Any, broker_url: str, port: int, tmp: Path, *, publishers: int) -> dict[str, float]:
+def measure_mqtt(
+    prep: Prepared, dsn: str, store: Any, broker_url: str, port: int, tmp: Path, *, publishers: int, writers: int
+) -> dict[str, float]:
     import threading
 
     import paho.mqtt.client as mqtt
@@ -266,7 +410,7 @@ def measure_mqtt(prep: Prepared, dsn: str, store: Any, broker_url: str, port: in
 
     from ingest._stats import read_stats
 
-    svc = Service(dsn, mqtt_url=broker_url, tcp_port=0, log=tmp / "mqtt.log")
+    svc = Service(dsn, mqtt_url=broker_url, tcp_port=0, log=tmp / "mqtt.log", writers=writers)
     svc.wait_ready("mqtt_subscribed")
     messages = [(u.device_id, raw) for u in prep.fleet.units for raw in prep.frames[u.device_id]]
     chunks = [messages[i::publishers] for i in range(publishers)]
@@ -305,6 +449,7 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=2, help="MQTT publisher clients (default 2)")
     parser.add_argument("--sessions", type=int, default=1000, help="daily sessions in the drain sample (default 1000)")
     parser.add_argument("--landing-batch", type=int, default=250, help="frames per Landing.submit call in the landing-alone step (default 250)")
+    parser.add_argument("--writers", type=int, default=2, help="landing writer threads of the services and the N-writer landing step (default 2)")
     parser.add_argument("--rounds", action="store_true", help="run the services with debug logs and print their landing rounds (batch sizes)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 100 meters × 7 days, 100 daily sessions")
     args = parser.parse_args()
@@ -331,10 +476,8 @@ def main() -> None:
         print(f"prepared {len(prep.fleet.units):,} units, {n_frames:,} frames, {readings:,} readings "
               f"(+{prep.archive_rows:,} corrector archive records) in {time.perf_counter() - t:.1f} s")  # fmt: skip
 
-        copy_store, copy_dsn, _ = _fresh_store(admin)
-        stores.append(copy_store)
-        prep.register(copy_store)
-        rows, copy_s = measure_copy(prep, copy_dsn)
+        copy = measure_copy(prep, admin, stores)
+        rows = copy["rows"]
 
         land_store, _, _ = _fresh_store(admin)
         stores.append(land_store)
@@ -342,29 +485,50 @@ def main() -> None:
         land_s = measure_landing(prep, land_store, batch=args.landing_batch)
         land_rows = land_store.count("readings")
 
+        nland_store, _, _ = _fresh_store(admin)
+        stores.append(nland_store)
+        prep.register(nland_store)
+        nland_s = measure_landing_writers(prep, nland_store, batch=args.landing_batch, writers=args.writers)
+        nland_rows = nland_store.count("readings")
+
         tcp_store, tcp_dsn, _ = _fresh_store(admin)
         stores.append(tcp_store)
         prep.register(tcp_store)
-        tcp = measure_tcp(prep, tcp_dsn, tmp, connections=args.connections, daily=args.sessions)
+        tcp = measure_tcp(prep, tcp_dsn, tmp, connections=args.connections, daily=args.sessions, writers=args.writers)
         tcp_rows = tcp_store.count("readings")
 
         mqtt_store, mqtt_dsn, _ = _fresh_store(admin)
         stores.append(mqtt_store)
         prep.register(mqtt_store)
-        mq = measure_mqtt(prep, mqtt_dsn, mqtt_store, broker.url, broker.port, tmp, publishers=args.publishers)
+        mq = measure_mqtt(prep, mqtt_dsn, mqtt_store, broker.url, broker.port, tmp, publishers=args.publishers, writers=args.writers)
         mqtt_rows = mqtt_store.count("readings")
 
-        copy_rate = rows / copy_s
-        land_rate = readings / land_s
+        copy_rate = rows / copy["best"]
         tcp_rate = readings / tcp["seconds"]
         mqtt_rate = readings / mq["seconds"]
+        par_rate = rows / copy["parallel"]
         sessions_per_s = tcp["daily_sessions"] / tcp["daily_seconds"] if tcp["daily_seconds"] else float("nan")
+        w = args.writers
         print()
-        print(f"{'path':<34}{'readings':>12}{'seconds':>10}{'readings/s':>14}{'vs COPY':>10}{'peak RSS MB':>13}")
-        print(f"{'raw COPY into readings (ceiling)':<34}{rows:>12,}{copy_s:>10.2f}{copy_rate:>14,.0f}{1.0:>10.2f}{'':>13}")
-        print(f"{'Landing.submit alone':<34}{land_rows:>12,}{land_s:>10.2f}{land_rate:>14,.0f}{land_rate / copy_rate:>10.2f}{'':>13}")
-        print(f"{'TCP ingest service':<34}{tcp_rows:>12,}{tcp['seconds']:>10.2f}{tcp_rate:>14,.0f}{tcp_rate / copy_rate:>10.2f}{tcp['peak_mb']:>13.0f}")
-        print(f"{'MQTT ingest service (Mosquitto)':<34}{mqtt_rows:>12,}{mq['seconds']:>10.2f}{mqtt_rate:>14,.0f}{mqtt_rate / copy_rate:>10.2f}{mq['peak_mb']:>13.0f}")
+        print(f"{'path':<42}{'readings':>12}{'seconds':>10}{'readings/s':>14}{'vs COPY':>10}{'peak RSS MB':>13}")
+
+        def line(name: str, n: int, sec: float, mb: float | None = None) -> None:
+            rate = n / sec
+            peak = f"{mb:>13.0f}" if mb is not None else f"{'':>13}"
+            print(f"{name:<42}{n:>12,}{sec:>10.2f}{rate:>14,.0f}{rate / copy_rate:>10.2f}{peak}")
+
+        for fmt in ("csv", "binary"):
+            mark = " (ceiling)" if fmt == copy["best_format"] else ""
+            line(f"raw COPY, {fmt}, 1 connection{mark}", rows, copy[fmt])
+        line("Landing.submit alone", readings, land_s)
+        line(f"Landing.submit, {w} writer{'s' if w > 1 else ''}", readings, nland_s)
+        line(f"TCP ingest service, {w} writer{'s' if w > 1 else ''}", readings, tcp["seconds"], tcp["peak_mb"])
+        line(f"MQTT ingest service, {w} writer{'s' if w > 1 else ''}", readings, mq["seconds"], mq["peak_mb"])
+        line(f"(info) raw COPY, {copy['best_format']}, 2 connections", rows, copy["parallel"])
+        print(f"  stored readings: landing {land_rows:,}, {w}-writer landing {nland_rows:,}, TCP {tcp_rows:,}, MQTT {mqtt_rows:,}")
+        print(f"  ceiling = the faster single-connection COPY ({copy['best_format']}, {copy_rate:,.0f}/s); COPY over 2 parallel"
+              f" connections reached {par_rate:,.0f}/s = {par_rate / copy_rate:.2f}× that ceiling"
+              f" (TCP is {tcp_rate / par_rate:.2f}× and MQTT {mqtt_rate / par_rate:.2f}× of it)")  # fmt: skip
         print()
         print(f"daily sessions over TCP: {tcp['daily_sessions']:,} in {tcp['daily_seconds']:.2f} s = {sessions_per_s:,.0f} sessions/s;"
               f" 100,000 units' daily sessions drain in ≈ {100_000 / sessions_per_s / 60:.1f} min (projected from this sample)")  # fmt: skip
@@ -374,8 +538,9 @@ def main() -> None:
         print(f"goals: TCP ≥ 0.5 × COPY: {'met' if tcp_rate >= 0.5 * copy_rate else 'NOT met'} ({tcp_rate / copy_rate:.2f});"
               f" MQTT ≥ 100,000 readings/s: {'met' if mqtt_rate >= 100_000 else 'NOT met'} ({mqtt_rate:,.0f})")  # fmt: skip
         print(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; logs in {tmp}")
-        if tcp_rows != readings or mqtt_rows != readings or land_rows != readings:
-            print(f"WARNING: stored {land_rows:,} (landing) / {tcp_rows:,} (TCP) / {mqtt_rows:,} (MQTT) readings of {readings:,} sent")
+        if {tcp_rows, mqtt_rows, land_rows, nland_rows} != {readings}:
+            print(f"WARNING: stored {land_rows:,} (landing) / {nland_rows:,} ({w}-writer landing) / {tcp_rows:,} (TCP)"
+                  f" / {mqtt_rows:,} (MQTT) readings of {readings:,} sent")  # fmt: skip
     finally:
         for s in stores:
             with contextlib.suppress(Exception):

@@ -466,6 +466,10 @@ def _t_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frame-bytes", type=_positive, default=4096, help="largest frame, bytes (default 4096)")
     p.add_argument("--rate", type=_positive, default=600, help="frames per minute per device (default 600)")
     p.add_argument("--batch", type=_positive, default=20000, help="most packets per commit (default 20000)")
+    p.add_argument(
+        "--writers", type=_positive, default=None, metavar="N",
+        help="landing writer threads, each with its own database connection (default 2 on PostgreSQL, 1 on DuckDB)",
+    )  # fmt: skip
     p.add_argument("--no-downlink", action="store_true", help="do not deliver queued downlink commands")
     p.add_argument("--log-format", choices=["kv", "json"], default="kv", help="structured log lines: key=value (default) or JSON")
     p.add_argument("--stats-every", type=float, default=30.0, help="log the counters every this many seconds (default 30)")
@@ -510,12 +514,17 @@ def cmd_ingest_serve(args: argparse.Namespace, settings: Any) -> None:
         ) if udp_port else None,
         max_batch=args.batch,
         stats_every_s=args.stats_every,
+        writers=args.writers,
     )  # fmt: skip
     configure_logging(style=args.log_format, level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
     policy = EdgePolicy(max_frame_bytes=args.max_frame_bytes, max_frames_per_minute=args.rate)
     with _open(settings) as store:
         service = open_service(store, config, profile_dirs=args.profiles, policy=policy)
-        console.print(f"[bold]askug ingest {mode}[/bold] on {store.describe()} (SIGTERM/Ctrl+C stops gracefully)")
+        writers = service.worker.writers
+        console.print(
+            f"[bold]askug ingest {mode}[/bold] on {store.describe()}, {writers} landing writer{'s' if writers > 1 else ''}"
+            " (SIGTERM/Ctrl+C stops gracefully)"
+        )
         stats = service.run()
     console.print(
         f"  stopped: {stats.packets:,} packets, {stats.stored:,} stored, {stats.duplicates:,} duplicates, "

@@ -61,6 +61,7 @@ from ingest._downlink import mark_delivered as _mark_delivered
 from ingest._security import Security
 from ingest._stats import IngestStats, read_stats
 from ingest._wire import Frame, FrameError, Packet, Reason
+from ingest.errors import IngestError
 from warehouse import Store
 from warehouse import _landing as wl
 from warehouse._schemas import CHANNELS, REGISTER_CHANNELS, SEVERITIES
@@ -222,6 +223,57 @@ class ReprocessSummary:
     still_quarantined: dict[str, int]
 
 
+class RateBook:
+    """Receive times of each unit's accepted frames in the last minute (the rate limit).
+
+    One book is shared by every writer of a service (:meth:`Landing.writers`), so a
+    unit gets ``max_frames_per_minute`` once, whichever writer lands its frames.  A
+    batch *reserves* its stored frames' times inside its transaction while it holds the
+    units' row locks; a concurrent batch of the same unit waits for those locks, so by
+    the time it counts, the reservation is there.  A batch that does not commit
+    *releases* them.  Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._times: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def count(self, device_id: str, at: float) -> int:
+        """Frames of ``device_id`` in the minute up to ``at`` (receive time, epoch s)."""
+        with self._lock:
+            times = self._times.get(device_id)
+            if not times:
+                return 0
+            return bisect.bisect_right(times, at) - bisect.bisect_right(times, at - 60.0)
+
+    def reserve(self, times: Mapping[str, Sequence[float]]) -> None:
+        """Count these receive times per unit; forget each unit's times a minute older
+        than its newest one."""
+        with self._lock:
+            for device_id, new in times.items():
+                if not new:
+                    continue
+                kept = self._times.setdefault(device_id, [])
+                for t in new:
+                    bisect.insort(kept, t)
+                del kept[: bisect.bisect_right(kept, kept[-1] - 60.0)]
+
+    def release(self, times: Mapping[str, Sequence[float]]) -> None:
+        """Undo :meth:`reserve` of a batch that did not commit (times already pruned
+        are gone anyway)."""
+        with self._lock:
+            for device_id, gone in times.items():
+                kept = self._times.get(device_id)
+                if not kept:
+                    continue
+                for t in gone:
+                    i = bisect.bisect_left(kept, t)
+                    if i < len(kept) and kept[i] == t:
+                        del kept[i]
+                if not kept:
+                    del self._times[device_id]
+
+
 class Landing:
     """Stores packets from every transport exactly once and accounts for each of them.
 
@@ -235,7 +287,12 @@ class Landing:
         Edge limits.
     shard
         Row of ``ingest_counters`` this instance adds to (default: from the process id),
-        so concurrent services do not contend on one counter row.
+        so concurrent services do not contend on one counter row.  Concurrent writers
+        of one process give each instance its own (see :meth:`writers`).
+    rate
+        The per-unit frame rate state (:class:`RateBook`).  Writers landing
+        concurrently for one service share one, so a unit gets the limit once, not
+        once per writer; default: a book of its own.
 
     Examples
     --------
@@ -251,14 +308,14 @@ class Landing:
         policy: EdgePolicy = EdgePolicy(),
         *,
         shard: int | None = None,
+        rate: RateBook | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.policy = policy
         self.security = Security(store)
         self.shard = (os.getpid() % 64) if shard is None else shard
-        self._rate: dict[str, list[float]] = defaultdict(list)
-        self._rate_lock = threading.Lock()
+        self.rate = RateBook() if rate is None else rate
         # Channel codes sort like the names (the readings key sorts the same either way);
         # unknown channel names get codes after the known ones as frames bring them.
         self._channels: list[str] = sorted(CHANNELS)
@@ -271,6 +328,33 @@ class Landing:
         self._known = known
         self._a_lo = np.array([ranges.get(c, (-np.inf, np.inf))[0] for c in ARCHIVE_COLUMNS], dtype=np.float64)
         self._a_hi = np.array([ranges.get(c, (-np.inf, np.inf))[1] for c in ARCHIVE_COLUMNS], dtype=np.float64)
+
+    def writers(self, n: int) -> list[Landing]:
+        """``n`` landings for concurrent writer threads: this one and ``n - 1`` siblings.
+
+        The siblings share this landing's store (each writer thread's transaction takes
+        its own connection from the store's pool), registry, policy, credential cache
+        and :class:`RateBook`; each has its own ``ingest_counters`` shard
+        (``shard + 64·i``), so the writers never wait on one counter row.
+
+        Raises
+        ------
+        IngestError
+            ``n > 1`` on a store that has a single writer (DuckDB).
+        """
+        if n < 1:
+            raise IngestError(f"writers must be at least 1, got {n}")
+        if n > 1 and self.store.backend != "postgres":
+            raise IngestError(
+                f"{n} landing writers asked for, but a {self.store.backend} store has a single "
+                "writer; use writers=1 (--writers 1) or a PostgreSQL store (--dsn)"
+            )
+        out = [self]
+        for i in range(1, n):
+            sibling = Landing(self.store, self.registry, self.policy, shard=self.shard + 64 * i, rate=self.rate)
+            sibling.security = self.security
+            out.append(sibling)
+        return out
 
     # --- public API ------------------------------------------------------------------
     def submit(self, packets: Sequence[Packet]) -> list[Outcome]:
@@ -582,12 +666,9 @@ class Landing:
         return None
 
     def _rate_ok(self, device_id: str, at: float, pending: Mapping[str, list[float]]) -> bool:
-        limit = self.policy.max_frames_per_minute
-        with self._rate_lock:
-            times = self._rate.get(device_id, [])
-            n = bisect.bisect_right(times, at) - bisect.bisect_right(times, at - 60.0)
+        n = self.rate.count(device_id, at)
         n += sum(1 for t in pending.get(device_id, ()) if at - 60.0 < t <= at)
-        return n < limit
+        return n < self.policy.max_frames_per_minute
 
     def _classify(
         self,
@@ -598,8 +679,8 @@ class Landing:
         problems: Mapping[int, tuple[Reason, str] | None],
         *,
         reprocess: bool,
-    ) -> dict[str, list[float]]:
-        """Decide every packet's outcome, in order; return the accepted receive times."""
+    ) -> None:
+        """Decide every packet's outcome, in order."""
         seen: set[str] = set()
         last: dict[str, int | None] = {d: v.get("last_counter") for d, v in devices.items()}
         taken: dict[tuple[str, int], str] = dict(stored_pairs)
@@ -665,7 +746,6 @@ class Landing:
             taken[key] = w.sha
             last[f.device_id] = f.counter if high is None else max(high, f.counter)
             pending[f.device_id].append(at)
-        return pending
 
     @staticmethod
     def _quarantine(w: _Work, reason: Reason, detail: str) -> None:
@@ -678,55 +758,76 @@ class Landing:
         store = self.store
         decoded_ids = sorted({w.frame.device_id for w in work if w.frame is not None})
         pairs = [(w.frame.device_id, w.frame.counter) for w in work if w.frame is not None]
-        with store.transaction():
-            dev_rows = wl.lock_devices(store, decoded_ids)
-            devices = {r["device_id"]: r for r in dev_rows.iter_rows(named=True)}
-            known = {} if reprocess else wl.known_packets(store, [w.sha for w in work])
-            stored_pairs = wl.stored_counters(store, [p for p in pairs if p[0] in devices])
-            problems = self._precheck(work, devices)
-            pending = self._classify(work, devices, known, stored_pairs, problems, reprocess=reprocess)
-            if not reprocess:
-                fresh = [w for w in work if w.status != "duplicate"]
-                inserted = wl.insert_raw_packets(store, _raw_frame(fresh))
-                for w in fresh:
-                    if w.sha not in inserted:  # another writer landed the same bytes first
-                        w.status, w.reason, w.detail = "duplicate", None, ""
-            rows = self._rows(work, devices, reprocess=reprocess)
-            wl.write_batch(store, rows)
-            if reprocess:
-                now = dt.datetime.now(dt.UTC)
-                done = [w for w in work if w.status == "stored" and w.frame is not None]
-                wl.mark_packets_stored(
-                    store,
-                    pl.DataFrame(
-                        {
-                            "sha256": [w.sha for w in done],
-                            "device_id": [w.frame.device_id for w in done if w.frame],
-                            "profile": [w.frame.profile for w in done if w.frame],
-                            "counter": [w.frame.counter for w in done if w.frame],
-                        },
-                        schema={"sha256": pl.String, "device_id": pl.String, "profile": pl.String, "counter": pl.Int64},
-                    ),
-                )
-                wl.mark_reprocessed(store, [w.sha for w in done], now)
-                moved = pl.DataFrame(
-                    {
-                        "sha256": [w.sha for w in work if w.status == "quarantined"],
-                        "reason": [str(w.reason) for w in work if w.status == "quarantined"],
-                        "detail": [w.detail for w in work if w.status == "quarantined"],
-                    },
-                    schema={"sha256": pl.String, "reason": pl.String, "detail": pl.String},
-                )
-                wl.update_quarantine_reasons(store, moved)
-        # Committed: only now do accepted frames count against the rate limit.
-        with self._rate_lock:
-            for device_id, times in pending.items():
-                kept = self._rate[device_id]
-                for t in times:
-                    bisect.insort(kept, t)
-                horizon = max(kept) - 60.0
-                del kept[: bisect.bisect_right(kept, horizon)]
+        reserved: dict[str, list[float]] = {}
+        try:
+            with store.transaction():
+                self._land_locked(work, decoded_ids, pairs, reserved, reprocess=reprocess)
+        except BaseException:
+            # Rolled back: this batch's frames do not count against the rate limit.
+            self.rate.release(reserved)
+            raise
         return [_outcome(w) for w in work]
+
+    def _land_locked(
+        self,
+        work: list[_Work],
+        decoded_ids: list[str],
+        pairs: list[tuple[str, int]],
+        reserved: dict[str, list[float]],
+        *,
+        reprocess: bool,
+    ) -> None:
+        """The body of :meth:`_land`'s transaction.
+
+        The stored frames' receive times are reserved in the shared :class:`RateBook`
+        while their units' rows are still locked, so a concurrent writer that lands the
+        same unit next (it waits for that lock) already counts them; ``reserved`` tells
+        :meth:`_land` what to release if the transaction does not commit.
+        """
+        store = self.store
+        dev_rows = wl.lock_devices(store, decoded_ids)
+        devices = {r["device_id"]: r for r in dev_rows.iter_rows(named=True)}
+        known = {} if reprocess else wl.known_packets(store, [w.sha for w in work])
+        stored_pairs = wl.stored_counters(store, [p for p in pairs if p[0] in devices])
+        problems = self._precheck(work, devices)
+        self._classify(work, devices, known, stored_pairs, problems, reprocess=reprocess)
+        if not reprocess:
+            fresh = [w for w in work if w.status != "duplicate"]
+            inserted = wl.insert_raw_packets(store, _raw_frame(fresh))
+            for w in fresh:
+                if w.sha not in inserted:  # another writer landed the same bytes first
+                    w.status, w.reason, w.detail = "duplicate", None, ""
+        for w in work:
+            if w.status == "stored" and w.frame is not None:
+                reserved.setdefault(w.frame.device_id, []).append(w.packet.received_at.timestamp())
+        self.rate.reserve(reserved)
+        rows = self._rows(work, devices, reprocess=reprocess)
+        wl.write_batch(store, rows)
+        if reprocess:
+            now = dt.datetime.now(dt.UTC)
+            done = [w for w in work if w.status == "stored" and w.frame is not None]
+            wl.mark_packets_stored(
+                store,
+                pl.DataFrame(
+                    {
+                        "sha256": [w.sha for w in done],
+                        "device_id": [w.frame.device_id for w in done if w.frame],
+                        "profile": [w.frame.profile for w in done if w.frame],
+                        "counter": [w.frame.counter for w in done if w.frame],
+                    },
+                    schema={"sha256": pl.String, "device_id": pl.String, "profile": pl.String, "counter": pl.Int64},
+                ),
+            )
+            wl.mark_reprocessed(store, [w.sha for w in done], now)
+            moved = pl.DataFrame(
+                {
+                    "sha256": [w.sha for w in work if w.status == "quarantined"],
+                    "reason": [str(w.reason) for w in work if w.status == "quarantined"],
+                    "detail": [w.detail for w in work if w.status == "quarantined"],
+                },
+                schema={"sha256": pl.String, "reason": pl.String, "detail": pl.String},
+            )
+            wl.update_quarantine_reasons(store, moved)
 
     def _rows(
         self, work: list[_Work], devices: Mapping[str, Mapping[str, Any]], *, reprocess: bool

@@ -546,19 +546,48 @@ _lz4: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 def _pg_ensure_partitions(store: Store, conn: Any, table: str, frame: pl.DataFrame) -> None:
     """Plain variant: create the monthly partitions a batch needs (idempotent, in the
-    batch's transaction, so a rolled-back batch leaves no half-made partition behind)."""
+    batch's transaction, so a rolled-back batch leaves no half-made partition behind).
+
+    Two writers that need the same new month race: the second waits for the first's
+    advisory lock, but its re-check can still miss the partition the first just
+    committed (the backend's catalog cache is refreshed only when it next locks a
+    relation, here the parent in ``CREATE TABLE … PARTITION OF``) and fail with
+    *DuplicateTable*.  The call runs under a savepoint and is repeated once: by then the
+    cache is fresh and the partition is seen.
+    """
+    import psycopg
+
     if getattr(store, "variant", None) != "plain":
         return
     months = frame.get_column("ts").dt.truncate("1mo").unique().to_list()
-    conn.execute(PG_ENSURE_PARTITIONS, [table, months])
+    try:
+        with conn.transaction():  # a savepoint inside the batch's transaction
+            conn.execute(PG_ENSURE_PARTITIONS, [table, months])
+    except psycopg.errors.DuplicateTable:
+        conn.execute(PG_ENSURE_PARTITIONS, [table, months])
 
 
 def _prepared(name: str, frame: pl.DataFrame | None) -> pl.DataFrame | None:
     if frame is None or frame.height == 0:
         return None
     t = spec(name)
-    data = validate_frame(frame, t).unique(subset=list(t.key), keep="first", maintain_order=True)
-    return data.sort(list(t.key))
+    return _first_per_key_sorted(validate_frame(frame, t), list(t.key))
+
+
+def _first_per_key_sorted(data: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """The first row of each key (in the frame's order), sorted by the key.
+
+    The same result as ``unique(key, keep="first", maintain_order=True).sort(key)``,
+    about 5× faster on a batch: a stable sort puts each key's first row first in its
+    run, and the rows equal to their predecessor are dropped (rarely any).
+    """
+    data = data.sort(key, maintain_order=True)
+    if data.height < 2:
+        return data
+    repeat = pl.all_horizontal([pl.col(k).eq_missing(pl.col(k).shift(1)) for k in key]) & (pl.int_range(pl.len()) > 0)
+    if data.select(repeat.any()).item():
+        data = data.filter(~repeat)
+    return data
 
 
 def merge_hourly(register: pl.DataFrame | None, archive: pl.DataFrame | None) -> pl.DataFrame | None:
@@ -570,7 +599,7 @@ def merge_hourly(register: pl.DataFrame | None, archive: pl.DataFrame | None) ->
     t = spec("hourly_archive")
     frames = [validate_frame(f, t) for f in parts]
     data = frames[0] if len(frames) == 1 else pl.concat(frames)
-    return data.unique(subset=list(t.key), keep="first", maintain_order=True).sort(list(t.key))
+    return _first_per_key_sorted(data, list(t.key))
 
 
 def _pg_write(store: Store, rows: LandingRows) -> None:
@@ -661,26 +690,52 @@ _COPY_TRAILER: Final = b"\xff\xff"
 
 
 def _fixed_column(s: pl.Series) -> tuple[np.ndarray[Any, Any], str] | None:
-    """Values (nulls as 0) and big-endian numpy format of a fixed-width column; None = text."""
+    """Values (nulls as 0) and big-endian numpy format of a fixed-width column; None = text.
+
+    Each polars call on a Series costs ~0.1 ms whatever its length, which is most of the
+    work for the small frames of a small landing round: casts and null fills are only
+    made when the column needs them.
+    """
     d = s.dtype
+    nulls = s.null_count() > 0
     if isinstance(d, pl.Datetime):  # timestamptz: microseconds since 2000-01-01 UTC
-        us = s.cast(pl.Datetime("us", d.time_zone)).to_physical().fill_null(0).to_numpy()
-        return us - _PG_EPOCH_US, ">i8"
+        if d.time_unit != "us":
+            s = s.cast(pl.Datetime("us", d.time_zone))
+        phys = s.to_physical()
+        return (phys.fill_null(0) if nulls else phys).to_numpy() - _PG_EPOCH_US, ">i8"
     if d == pl.Date:
-        return s.to_physical().fill_null(0).to_numpy().astype(np.int64) - _PG_EPOCH_DAYS, ">i4"
-    if d in (pl.Float64, pl.Float32):
-        return s.cast(pl.Float64).fill_null(0.0).to_numpy(), ">f8"
-    if d in (pl.Int64, pl.UInt32):
-        return s.cast(pl.Int64).fill_null(0).to_numpy(), ">i8"
-    if d in (pl.Int32, pl.UInt16):
-        return s.cast(pl.Int32).fill_null(0).to_numpy(), ">i4"
-    if d in (pl.Int16, pl.Int8, pl.UInt8):  # TINYINT columns are smallint on PostgreSQL
-        return s.cast(pl.Int16).fill_null(0).to_numpy(), ">i2"
+        phys = s.to_physical()
+        return (phys.fill_null(0) if nulls else phys).to_numpy().astype(np.int64) - _PG_EPOCH_DAYS, ">i4"
     if d == pl.Boolean:
         return s.fill_null(False).cast(pl.UInt8).to_numpy(), "u1"
-    if d == pl.String:
-        return None
-    raise TypeError(f"no binary COPY encoding for a {d} column")
+    target, fmt, zero = _FIXED.get(d, (None, "", 0))
+    if target is None:
+        if d == pl.String:
+            return None
+        raise TypeError(f"no binary COPY encoding for a {d} column")
+    if d != target:
+        s = s.cast(target)
+    return (s.fill_null(zero) if nulls else s).to_numpy(), fmt
+
+
+#: dtype → (the dtype sent, its big-endian numpy format, null placeholder)
+_FIXED: Final[dict[Any, tuple[Any, str, float | int]]] = {
+    pl.Float64: (pl.Float64, ">f8", 0.0),
+    pl.Float32: (pl.Float64, ">f8", 0.0),
+    pl.Int64: (pl.Int64, ">i8", 0),
+    pl.UInt32: (pl.Int64, ">i8", 0),
+    pl.Int32: (pl.Int32, ">i4", 0),
+    pl.UInt16: (pl.Int32, ">i4", 0),
+    pl.Int16: (pl.Int16, ">i2", 0),  # TINYINT columns are smallint on PostgreSQL
+    pl.Int8: (pl.Int16, ">i2", 0),
+    pl.UInt8: (pl.Int16, ">i2", 0),
+}
+#: Text columns up to this many rows are dictionary-encoded in Python (fewer polars calls).
+_SMALL_TEXT: Final = 2048
+
+
+def _one_chunk(s: pl.Series) -> pl.Series:
+    return s if s.n_chunks() == 1 else s.rechunk()
 
 
 class _CopyColumn:
@@ -695,19 +750,28 @@ class _CopyColumn:
     def __init__(self, s: pl.Series) -> None:
         fixed = _fixed_column(s)
         self.texts: np.ndarray[Any, Any] | None = None
+        nulls = s.null_count() > 0
         if fixed is not None:
             self.values, self.fmt = fixed
             self.lengths = np.full(len(s), np.dtype(self.fmt).itemsize, dtype=np.int64)
         else:
-            uniq = s.drop_nulls().unique(maintain_order=True).to_list()
-            codes = s.cast(pl.Enum(uniq)).to_physical().fill_null(0).to_numpy()
+            if len(s) <= _SMALL_TEXT:
+                index: dict[str, int] = {}
+                items = s.to_list()
+                codes = np.fromiter(
+                    (0 if v is None else index.setdefault(v, len(index)) for v in items), dtype=np.int64, count=len(items)
+                )
+                uniq = list(index)
+            else:
+                uniq = s.drop_nulls().unique(maintain_order=True).to_list()
+                codes = s.cast(pl.Enum(uniq)).to_physical().fill_null(0).to_numpy()
             encoded = [u.encode("utf-8") for u in uniq] or [b""]
             sizes = np.array([len(e) for e in encoded], dtype=np.int64)
             # numpy's S type drops trailing NUL bytes; PostgreSQL text never holds one
             self.texts = np.array(encoded, dtype=f"S{max(1, int(sizes.max()))}")
             self.values, self.fmt = codes, "S"
             self.lengths = sizes[codes]
-        if s.null_count():
+        if nulls:
             self.lengths = np.where(s.is_null().to_numpy(), -1, self.lengths)
 
 
@@ -721,7 +785,7 @@ def binary_copy(frame: pl.DataFrame) -> bytes:
     Int16/Int8 → smallint, Boolean → boolean, Date → date, Datetime → timestamptz.
     """
     n = frame.height
-    cols = [_CopyColumn(frame.get_column(c).rechunk()) for c in frame.columns]
+    cols = [_CopyColumn(_one_chunk(frame.get_column(c))) for c in frame.columns]
     if n == 0:
         return _COPY_HEADER + _COPY_TRAILER
     key = np.zeros(n, dtype=np.int64)

@@ -1,13 +1,18 @@
 """What the three transports share: the landing worker, server frames, rate limits, logs.
 
-The **landing worker** is the one thread that talks to the database.  Every transport
-hands it packets (``submit``) and gets back a future of their outcomes; the worker
-drains its queue into one ``Landing.submit`` call per round, so many MQTT messages,
-TCP connections and UDP datagrams share one large, sorted COPY batch and one commit.
-While it commits round *k* the next round piles up (natural batching: large batches
-under load, low latency when quiet).  Other database calls the transports need
-(credential checks, pending downlink commands) run on the same thread through
-``call``, because a store connection is not shared between threads.
+The **landing worker** owns the threads that talk to the database: ``writers`` threads
+(default 1 here; the service uses 2 on PostgreSQL), each with its own ``Landing`` and so
+its own connection, all pulling rounds from one queue.  Every transport hands it
+packets (``submit``) and gets back a future of their outcomes; a writer drains the
+queue into one ``Landing.submit`` call per round, so many MQTT messages, TCP
+connections and UDP datagrams share one large, sorted COPY batch and one commit.  While
+one writer commits round *k* the next round piles up (natural batching: large batches
+under load, low latency when quiet) and the other writer prepares it: one writer's
+Python work (decoding, checks, building the COPY payloads) overlaps the other's time
+in PostgreSQL.  Landing serialises concurrent batches of one unit on its registry row
+lock, so frames of one unit may go to either writer.  Other database calls the
+transports need (credential checks, pending downlink commands) run on a writer thread
+through ``call`` / ``call_landing``, between that writer's rounds.
 
 **Server frames** (server → unit) are built by ``ingest._decode.encode_server`` (the
 binary envelope with profile code 0 and a CRC-32; a unit decodes them with
@@ -18,10 +23,12 @@ u32 BE + command JSON, UTF-8).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import queue
 import struct
 import threading
@@ -70,7 +77,7 @@ class OutcomeLike(Protocol):
 
 
 class LandingLike(Protocol):
-    """The part of :class:`ingest.Landing` the transports call (all from one thread)."""
+    """The part of :class:`ingest.Landing` the transports call (from its writer's thread)."""
 
     def submit(self, packets: Sequence[Packet]) -> Sequence[Any]: ...
     def pending_commands(self, device_id: str) -> Sequence[Any]: ...
@@ -193,7 +200,7 @@ class _SubmitJob:
 
 @dataclasses.dataclass
 class _CallJob:
-    fn: Callable[[], Any]
+    fn: Callable[[Any], Any]  # called with the running writer's landing
     future: Future[Any]
 
 
@@ -202,12 +209,16 @@ class WorkerStopped(RuntimeError):
 
 
 class LandingWorker:
-    """One thread that owns the landing (and its database connection) and batches submits.
+    """Writer threads that own the landings (and their connections) and batch submits.
 
     Parameters
     ----------
     landing
-        The :class:`ingest.Landing` (or anything with its ``submit``).
+        The :class:`ingest.Landing` (or anything with its ``submit``), or one per writer
+        thread (see :meth:`ingest.Landing.writers`): each writer calls only its own.
+        Landings of concurrent writers must be safe to run side by side (PostgreSQL:
+        landing locks each unit's registry row, so batches of one unit serialise) and
+        share their rate-limit state.
     max_batch
         Most packets per ``submit`` call (a round takes whole jobs until it reaches this).
     max_batch_bytes
@@ -217,37 +228,83 @@ class LandingWorker:
     linger_s
         After the first job of a round, wait this long for more before committing; a
         few milliseconds turn a trickle of single packets into batches.
+    max_linger_s
+        With several writers: the longest a round gathers while another writer is
+        committing (see Notes).
     retries
         ``submit`` attempts per round before the round's futures fail (the database is
         unreachable); the transports then do not acknowledge and the units resend.
+
+    Notes
+    -----
+    Each job's future gets one outcome per packet, in the job's order.  Jobs are not
+    ordered *between* writers: two jobs queued one after the other may commit in the
+    other order.  A transport that needs an order waits for the first job's future
+    (a TCP session does, MQTT acknowledges its batches in FIFO order).
+
+    **Staggered rounds.**  One free writer at a time gathers the next round (the others
+    wait their turn, so two free writers never split the queue into small rounds).
+    When no other writer is committing it commits after ``linger_s``, as a single writer
+    does.  When others are committing it keeps gathering until ``1/writers`` of a typical
+    round's time (a moving average) after the latest of them started, at most
+    ``max_linger_s``, or until the round is full: the writers' rounds then follow each
+    other at even intervals and overlap (one in Python while another waits for the
+    database), instead of a free writer taking every job as it comes and paying a
+    round's fixed cost (a dozen statements and a commit) for a few packets.  A round
+    gathered while other writers have been idle for half a typical round keeps only its
+    share of the packets and leaves the rest to them (they commit it after
+    ``linger_s``): a burst — e.g. the next frames of every TCP session that the last
+    round acknowledged — then lands on all writers at once instead of in one round
+    while the others idle.
     """
 
     def __init__(
         self,
-        landing: LandingLike,
+        landing: LandingLike | Sequence[LandingLike],
         *,
         max_batch: int = 20_000,
         max_batch_bytes: int = 2_000_000,
         linger_s: float = 0.005,
+        max_linger_s: float = 0.5,
         retries: int = 4,
         stats: TransportStats | None = None,
     ) -> None:
-        self.landing = landing
+        landings = list(landing) if isinstance(landing, Sequence) else [landing]
+        if not landings:
+            raise ValueError("LandingWorker needs at least one landing (one per writer thread)")
+        self.landings: list[LandingLike] = landings
+        self.landing = landings[0]
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
         self.linger_s = linger_s
+        self.max_linger_s = max(linger_s, max_linger_s)
         self.retries = retries
         self.stats = stats or TransportStats()
         self._queue: queue.SimpleQueue[_SubmitJob | _CallJob | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._rounds_lock = threading.Lock()  # guards rounds, _busy, _round_s
+        self._gather_lock = threading.Lock()  # one free writer gathers at a time
+        self._carry: collections.deque[_SubmitJob] = collections.deque()  # split off for an idle writer (under _gather_lock)
+        self._busy: dict[int, float] = {}  # writer -> monotonic start of its round in progress
+        self._free_since: dict[int, float] = {}  # writer -> monotonic end of its last round
+        self._round_s = 0.05  # moving average of a round's seconds
         self.rounds = 0
+
+    @property
+    def writers(self) -> int:
+        """Number of writer threads (= landings)."""
+        return len(self.landings)
 
     # -- public ---------------------------------------------------------------------------
     def start(self) -> LandingWorker:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="askug-landing", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            self._stopping.clear()
+            for i, landing in enumerate(self.landings):
+                name = "askug-landing" if len(self.landings) == 1 else f"askug-landing-{i}"
+                t = threading.Thread(target=self._run, args=(i, landing), name=name, daemon=True)
+                self._threads.append(t)
+                t.start()
         return self
 
     def submit(self, packets: Sequence[Packet]) -> Future[list[Any]]:
@@ -256,83 +313,160 @@ class LandingWorker:
         if not packets:
             fut.set_result([])
             return fut
-        if self._stopping.is_set() and self._thread is None:
+        if self._stopping.is_set() and not self._threads:
             fut.set_exception(WorkerStopped("the landing worker is stopped"))
             return fut
         self._queue.put(_SubmitJob(list(packets), fut))
         return fut
 
     def call(self, fn: Callable[[], T]) -> Future[T]:
-        """Run ``fn`` on the worker thread (between submit rounds)."""
+        """Run ``fn`` on a writer thread (between that writer's rounds)."""
+        return self.call_landing(lambda _landing: fn())
+
+    def call_landing(self, fn: Callable[[LandingLike], T]) -> Future[T]:
+        """Run ``fn(landing)`` on a writer thread with that writer's own landing.
+
+        Use it for database calls through the landing (pending downlink commands,
+        deliveries), so each thread only uses its own landing.
+        """
         fut: Future[T] = Future()
         self._queue.put(_CallJob(fn, fut))
         return fut
 
     def stop(self, *, timeout: float = 30.0) -> None:
-        """Run every queued job (flush), then end the thread."""
+        """Run every queued job (flush) on the writers, then end their threads."""
         self._stopping.set()
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        # Whatever is still queued (only when the join timed out) fails: not committed.
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+        # Whatever is still queued (only when a join timed out) fails: not committed.
+        left: list[_SubmitJob | _CallJob | None] = list(self._carry)
+        self._carry.clear()
         while True:
             try:
-                job = self._queue.get_nowait()
+                left.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        for job in left:
             if job is not None and not job.future.done():
                 job.future.set_exception(WorkerStopped("the landing worker stopped before this job"))
 
-    # -- thread ---------------------------------------------------------------------------
+    # -- writer threads -------------------------------------------------------------------
     def _next(self, timeout: float | None) -> _SubmitJob | _CallJob | None:
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
 
-    def _run(self) -> None:
+    def _run(self, index: int, landing: LandingLike) -> None:
         while True:
-            job = self._next(0.2)
-            if job is None:
-                # a stop marker or a quiet moment: end once stopping and nothing is left
-                if self._stopping.is_set() and self._queue.empty():
-                    return
-                continue
-            if isinstance(job, _CallJob):
-                self._run_call(job)
-                continue
-            jobs = [job]
-            size = len(job.packets)
-            nbytes = sum(len(p.raw) for p in job.packets)
-            deadline = time.monotonic() + self.linger_s
-            while size < self.max_batch and nbytes < self.max_batch_bytes:
-                remaining = deadline - time.monotonic()
-                try:
-                    nxt = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    continue  # the stop marker: keep gathering what is queued
-                if isinstance(nxt, _CallJob):
-                    # short calls (credential checks, downlink look-ups) run at once so
-                    # the sessions waiting on them can join this round
-                    self._run_call(nxt)
+            with self._gather_lock:
+                carried = bool(self._carry)
+                job = self._carry.popleft() if carried else self._next(0.2)
+                if job is None:
+                    # a stop marker or a quiet moment: end once stopping and nothing is left
+                    if self._stopping.is_set() and self._queue.empty() and not self._carry:
+                        return
                     continue
-                jobs.append(nxt)
-                size += len(nxt.packets)
-                nbytes += sum(len(p.raw) for p in nxt.packets)
-            self._run_round(jobs)
+                if isinstance(job, _CallJob):
+                    self._run_call(job, landing)
+                    continue
+                jobs = self._gather(job, index, landing, carried=carried)
+                started = time.monotonic()
+                with self._rounds_lock:
+                    self._busy[index] = started
+            try:
+                self._run_round(jobs, landing)
+            finally:
+                with self._rounds_lock:
+                    del self._busy[index]
+                    ended = time.monotonic()
+                    self._free_since[index] = ended
+                    self._round_s = 0.7 * self._round_s + 0.3 * (ended - started)
 
-    def _run_call(self, job: _CallJob) -> None:
+    def _gather_until(self, index: int, first: float, *, carried: bool) -> float:
+        """When the round that began gathering at ``first`` should commit (see Notes)."""
+        until = first + self.linger_s
+        if carried or self._stopping.is_set():
+            return until
+        with self._rounds_lock:
+            others = [t for i, t in self._busy.items() if i != index]
+            typical = self._round_s
+        if not others:
+            return until
+        staggered = max(others) + typical / len(self.landings)
+        return max(until, min(staggered, first + self.max_linger_s))
+
+    def _gather(self, job: _SubmitJob, index: int, landing: LandingLike, *, carried: bool) -> list[_SubmitJob]:
+        """The jobs of one round: ``job`` and what follows until the round should commit.
+
+        Jobs split off for this writer (``carried``) commit after ``linger_s``.  When the
+        round is gathered and other writers are idle, it keeps its share of the packets
+        and leaves the rest to them (a burst of jobs that all arrived at once lands on
+        all writers in parallel instead of in one round while the others idle).
+        """
+        jobs = [job]
+        size = len(job.packets)
+        nbytes = sum(len(p.raw) for p in job.packets)
+        while self._carry and size < self.max_batch and nbytes < self.max_batch_bytes:
+            more = self._carry.popleft()
+            jobs.append(more)
+            size += len(more.packets)
+            nbytes += sum(len(p.raw) for p in more.packets)
+        first = time.monotonic()
+        while size < self.max_batch and nbytes < self.max_batch_bytes:
+            # re-evaluated every few ms: the writers committing may finish meanwhile
+            remaining = self._gather_until(index, first, carried=carried) - time.monotonic()
+            try:
+                nxt = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=min(remaining, 0.01))
+            except queue.Empty:
+                if remaining <= 0:
+                    break
+                continue
+            if nxt is None:
+                continue  # a stop marker: keep gathering what is queued
+            if isinstance(nxt, _CallJob):
+                # short calls (credential checks, downlink look-ups) run at once so
+                # the sessions waiting on them can join this round
+                self._run_call(nxt, landing)
+                continue
+            jobs.append(nxt)
+            size += len(nxt.packets)
+            nbytes += sum(len(p.raw) for p in nxt.packets)
+        # Writers idle for half a typical round or longer (not the ones that just finished
+        # alongside this one: splitting towards them would keep the rounds in lockstep).
+        with self._rounds_lock:
+            now = time.monotonic()
+            settled = self._round_s / len(self.landings)
+            idle = sum(
+                1
+                for i in range(len(self.landings))
+                if i != index and i not in self._busy and now - self._free_since.get(i, -math.inf) >= settled
+            )
+        if idle > 0 and len(jobs) > 1 and not self._stopping.is_set():
+            share = size / (idle + 1)
+            kept, taken = 0, 0
+            while kept < len(jobs) - 1 and taken + len(jobs[kept].packets) <= share:
+                taken += len(jobs[kept].packets)
+                kept += 1
+            kept = max(kept, 1)
+            self._carry.extend(jobs[kept:])
+            jobs = jobs[:kept]
+        return jobs
+
+    @staticmethod
+    def _run_call(job: _CallJob, landing: LandingLike) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
         try:
-            job.future.set_result(job.fn())
+            job.future.set_result(job.fn(landing))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
             job.future.set_exception(exc)
 
-    def _run_round(self, jobs: list[_SubmitJob]) -> None:
+    def _run_round(self, jobs: list[_SubmitJob], landing: LandingLike) -> None:
         packets = [p for j in jobs for p in j.packets]
         delay = 0.25
         outcomes: list[Any] | None = None
@@ -340,7 +474,7 @@ class LandingWorker:
         started = time.perf_counter()
         for attempt in range(1, self.retries + 1):
             try:
-                outcomes = list(self.landing.submit(packets))
+                outcomes = list(landing.submit(packets))
                 break
             except Exception as exc:  # noqa: BLE001 - the database is down: retry, then fail the round
                 error = exc
@@ -362,7 +496,8 @@ class LandingWorker:
             for j in jobs:
                 j.future.set_exception(error or RuntimeError("submit failed"))
             return
-        self.rounds += 1
+        with self._rounds_lock:
+            self.rounds += 1
         self.stats.add_outcomes(outcomes)
         log_event(
             log,
@@ -371,6 +506,7 @@ class LandingWorker:
             packets=len(packets),
             jobs=len(jobs),
             seconds=round(time.perf_counter() - started, 4),
+            writer=threading.current_thread().name,
         )
         i = 0
         for j in jobs:

@@ -36,6 +36,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest._transports._common import (
+    LandingLike,
     LandingWorker,
     TransportStats,
     ack_frame,
@@ -282,9 +283,7 @@ class MqttService:
             self._send_commands(devices)
 
     def _send_commands(self, devices: dict[str, int]) -> None:
-        landing = self.worker.landing
-
-        found = self.worker.call(lambda: pending_for(landing, devices)).result()
+        found = self.worker.call_landing(lambda landing: pending_for(landing, devices)).result()
         if not found:
             return
         now = dt.datetime.now(dt.UTC)
@@ -295,11 +294,11 @@ class MqttService:
                 self.client.publish(DOWNLINK_PREFIX + device, command_frame(devices[device], cid, body, now=now), qos=1)
                 sent.append(cid)
 
-        def mark() -> None:
+        def mark(landing: LandingLike) -> None:
             for cid in sent:
                 landing.mark_delivered(cid, now)
 
-        self.worker.call(mark).result()
+        self.worker.call_landing(mark).result()
         self.stats.bump("commands_sent", len(sent))
         log_event(log, "commands_sent", devices=len(found), commands=len(sent))
 

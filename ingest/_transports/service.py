@@ -1,8 +1,9 @@
 """Run the collection services (MQTT, TCP, UDP, or all of them) as one process.
 
 :class:`IngestService` wires one :class:`~ingest._transports._common.LandingWorker`
-(the only thread that talks to the database) to the transports asked for, then serves
-until it is told to stop.  ``SIGTERM`` and ``SIGINT`` stop it gracefully: every transport
+(its writer threads are the only ones that talk to the database: ``writers`` of them,
+2 by default on PostgreSQL, 1 on DuckDB) to the transports asked for, then serves until
+it is told to stop.  ``SIGTERM`` and ``SIGINT`` stop it gracefully: every transport
 stops taking new input, what was received is committed and acknowledged, the MQTT
 session is left in place at the broker (so nothing queued there is lost), and the
 process exits 0.  A ``SIGKILL`` loses nothing acknowledged either: a unit is only
@@ -31,14 +32,26 @@ from ingest._transports.mqtt import MqttConfig, MqttService
 from ingest._transports.tcp import Authenticator, TcpConfig, TcpService, authenticator
 from ingest._transports.udp import UdpConfig, UdpService
 
-__all__ = ["IngestService", "ServiceConfig", "landing_authenticator", "open_service"]
+__all__ = ["IngestService", "ServiceConfig", "landing_authenticator", "open_service", "resolve_writers"]
 
 log = logging.getLogger("askug.ingest.service")
 
 
+#: Landing writer threads of a service on PostgreSQL when ``ServiceConfig.writers`` is None.
+DEFAULT_PG_WRITERS = 2
+#: Most writer threads (the store's pool holds 8 connections; the others serve calls).
+MAX_WRITERS = 6
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ServiceConfig:
-    """Which transports to run (``None`` = off) and how the landing worker batches."""
+    """Which transports to run (``None`` = off) and how the landing worker batches.
+
+    ``writers`` is the number of landing writer threads (each with its own ``Landing``
+    and connection); ``None`` means 2 on PostgreSQL and 1 on DuckDB, which has a single
+    writer.  Two writers let one prepare a batch in Python while the other waits for
+    PostgreSQL; more than the machine's cores buys nothing.
+    """
 
     mqtt: MqttConfig | None = None
     tcp: TcpConfig | None = None
@@ -46,6 +59,7 @@ class ServiceConfig:
     max_batch: int = 20_000
     linger_s: float = 0.005
     stats_every_s: float = 30.0
+    writers: int | None = None
 
 
 class IngestService:
@@ -55,7 +69,9 @@ class IngestService:
     ----------
     landing
         :class:`ingest.Landing` (or anything with its ``submit``, ``pending_commands``
-        and ``mark_delivered``).
+        and ``mark_delivered``), or one per writer thread
+        (:meth:`ingest.Landing.writers`); :func:`open_service` makes them from
+        ``config.writers``.
     authenticate
         The TCP ident check (see :func:`ingest._transports.tcp.authenticator`); only
         needed with TCP.
@@ -77,7 +93,7 @@ class IngestService:
 
     def __init__(
         self,
-        landing: LandingLike,
+        landing: LandingLike | Sequence[LandingLike],
         authenticate: Authenticator | None = None,
         config: ServiceConfig = ServiceConfig(),
     ) -> None:
@@ -85,9 +101,15 @@ class IngestService:
             raise ValueError("ServiceConfig runs no transport; set mqtt, tcp and/or udp")
         if config.tcp is not None and authenticate is None:
             raise ValueError("the TCP transport needs an authenticate callable for ident frames")
+        landings = list(landing) if isinstance(landing, Sequence) else [landing]
+        if config.writers is not None and config.writers != len(landings):
+            raise ValueError(
+                f"ServiceConfig asks for {config.writers} writers but {len(landings)} landing(s) were "
+                "given; pass one landing per writer (Landing.writers(n)) or use open_service"
+            )
         self.config = config
         self.stats = TransportStats()
-        self.worker = LandingWorker(landing, max_batch=config.max_batch, linger_s=config.linger_s, stats=self.stats)
+        self.worker = LandingWorker(landings, max_batch=config.max_batch, linger_s=config.linger_s, stats=self.stats)
         self.mqtt = MqttService(self.worker, config.mqtt) if config.mqtt is not None else None
         self.tcp = TcpService(self.worker, authenticate, config.tcp) if config.tcp is not None and authenticate else None
         self.udp = UdpService(self.worker, config.udp) if config.udp is not None else None
@@ -150,6 +172,7 @@ class IngestService:
                 mqtt=self.config.mqtt.url.split("@")[-1] if self.config.mqtt else "off",
                 tcp=self.tcp.port if self.tcp else "off",
                 udp=self.udp.port if self.udp else "off",
+                writers=self.worker.writers,
             )
             self._ready.set()
             if on_ready is not None:
@@ -183,7 +206,11 @@ class IngestService:
 
 
 def landing_authenticator(landing: Any, registry: Any) -> Authenticator:
-    """The TCP ident check of a real :class:`ingest.Landing` and profile registry."""
+    """The TCP ident check of a real :class:`ingest.Landing` and profile registry.
+
+    It runs on whichever writer thread takes the call; it only borrows connections from
+    the store's pool (never a writer's open transaction), so that is safe.
+    """
     store = landing.store
 
     def registered(device_id: str) -> bool:
@@ -203,14 +230,46 @@ def open_service(
     """An :class:`IngestService` over ``store`` with the shipped + extra profile folders.
 
     The registry re-reads the folders while the service runs, so a profile file dropped
-    into one of them is decoded without a restart.
+    into one of them is decoded without a restart.  ``config.writers`` landings (default
+    2 on PostgreSQL, 1 on DuckDB) share the store's connection pool, the registry and one
+    rate-limit book (:meth:`ingest.Landing.writers`).
+
+    Raises
+    ------
+    IngestError
+        ``config.writers`` is above 1 on a DuckDB store (single writer) or outside
+        1–:data:`MAX_WRITERS`.
     """
     from ingest._device_profiles import ProfileRegistry
     from ingest._landing import EdgePolicy, Landing
 
+    writers = resolve_writers(store, config.writers)
     pol = policy if policy is not None else EdgePolicy()
     registry = ProfileRegistry(list(profile_dirs), max_frame_bytes=pol.max_frame_bytes)
-    landing = Landing(store, registry, pol)
-    auth = landing_authenticator(landing, registry) if config.tcp is not None else None
-    return IngestService(landing, auth, config)
+    landings = Landing(store, registry, pol).writers(writers)
+    auth = landing_authenticator(landings[0], registry) if config.tcp is not None else None
+    return IngestService(landings, auth, dataclasses.replace(config, writers=writers))
+
+
+def resolve_writers(store: Any, writers: int | None) -> int:
+    """The number of landing writers for ``store``: ``writers``, or the store's default.
+
+    Raises
+    ------
+    IngestError
+        More than one writer on a single-writer store, or not 1–:data:`MAX_WRITERS`.
+    """
+    from ingest.errors import IngestError
+
+    postgres = getattr(store, "backend", None) == "postgres"
+    if writers is None:
+        return DEFAULT_PG_WRITERS if postgres else 1
+    if not 1 <= writers <= MAX_WRITERS:
+        raise IngestError(f"--writers {writers}: give 1 to {MAX_WRITERS} landing writer threads (2 suit a 2-core server)")
+    if writers > 1 and not postgres:
+        raise IngestError(
+            f"--writers {writers}: the {getattr(store, 'backend', 'embedded')} store has a single writer; "
+            "use --writers 1, or a PostgreSQL store (--dsn) for parallel landing writers"
+        )
+    return writers
 

@@ -39,6 +39,7 @@ from concurrent.futures import Future
 from typing import Any, Final, Literal, cast
 
 from ingest._transports._common import (
+    LandingLike,
     LandingWorker,
     RateLimiter,
     TransportStats,
@@ -93,7 +94,7 @@ class TcpService:
     Parameters
     ----------
     worker
-        The shared :class:`LandingWorker` (its landing gives ``pending_commands`` and
+        The shared :class:`LandingWorker` (its landings give ``pending_commands`` and
         ``mark_delivered``).
     authenticate
         Checks an ident frame's bytes: ``(device_id, ok, why)``; runs on the worker thread.
@@ -318,10 +319,11 @@ class _Session(asyncio.Protocol):
 
     async def _send_commands(self) -> None:
         worker = self.service.worker
-        landing = worker.landing
         device = self.device_id
         assert device is not None
-        commands: Sequence[Any] = await asyncio.wrap_future(worker.call(lambda: landing.pending_commands(device)))
+        commands: Sequence[Any] = await asyncio.wrap_future(
+            worker.call_landing(lambda landing: landing.pending_commands(device))
+        )
         if not commands:
             return
         now = dt.datetime.now(dt.UTC)
@@ -331,11 +333,11 @@ class _Session(asyncio.Protocol):
             self._write(command_frame(self.serial, cid, body, now=now))
             sent.append(cid)
 
-        def mark() -> None:
+        def mark(landing: LandingLike) -> None:
             for cid in sent:
                 landing.mark_delivered(cid, now)
 
-        await asyncio.wrap_future(worker.call(mark))
+        await asyncio.wrap_future(worker.call_landing(mark))
         self.service.stats.bump("commands_sent", len(sent))
         log_event(log, "commands_sent", device=device, ids=",".join(map(str, sent)))
 

@@ -21,6 +21,7 @@ import logging
 from typing import Any, cast
 
 from ingest._transports._common import (
+    LandingLike,
     LandingWorker,
     RateLimiter,
     TransportStats,
@@ -140,10 +141,8 @@ class UdpService(asyncio.DatagramProtocol):
                 await self._send_commands(devices)
 
     async def _send_commands(self, devices: dict[str, tuple[int, Address]]) -> None:
-        landing = self.worker.landing
         now = dt.datetime.now(dt.UTC)
-
-        found = await asyncio.wrap_future(self.worker.call(lambda: pending_for(landing, devices)))
+        found = await asyncio.wrap_future(self.worker.call_landing(lambda landing: pending_for(landing, devices)))
         sent: list[int] = []
         for device, commands in found.items():
             serial, addr = devices[device]
@@ -153,11 +152,11 @@ class UdpService(asyncio.DatagramProtocol):
                 sent.append(cid)
         if sent:
 
-            def mark() -> None:
+            def mark(landing: LandingLike) -> None:
                 for cid in sent:
                     landing.mark_delivered(cid, now)
 
-            await asyncio.wrap_future(self.worker.call(mark))
+            await asyncio.wrap_future(self.worker.call_landing(mark))
             self.stats.bump("commands_sent", len(sent))
 
     def _send(self, data: bytes, addr: Address) -> None:

@@ -1,0 +1,255 @@
+"""Parallel landing writers against a real PostgreSQL: the TCP service with 2 writers,
+concurrent sessions of the SAME unit (its frames split over both writers), duplicates and
+replays across writers, the shared rate limit; exactly-once storage and the stats equation."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from ingest._decode import decode_server
+from ingest._device_profiles import ProfileRegistry
+from ingest._landing import EdgePolicy, Landing
+from ingest._stats import read_stats
+from ingest._transports import IngestService, ServiceConfig, TcpConfig
+from ingest._transports.service import landing_authenticator, open_service
+from ingest._wire import Frame, Packet, Reason
+from ingest.errors import IngestError
+from tests.integration._wire_fleet import small_fleet
+
+pytestmark = pytest.mark.integration
+
+_LEN = struct.Struct(">I")
+
+
+class _Recorder:
+    """Wraps a landing's ``submit`` to record which units each writer landed."""
+
+    def __init__(self, landing: Landing) -> None:
+        self.devices: set[str] = set()
+        self.rounds = 0
+        inner = landing.submit
+
+        def submit(packets: Sequence[Packet]) -> list[Any]:
+            out = inner(packets)
+            self.rounds += 1
+            self.devices.update(o.device_id for o in out if o.device_id and o.status == "stored")
+            return out
+
+        landing.submit = submit  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def service(pg_store: Any, request: pytest.FixtureRequest) -> Iterator[tuple[IngestService, list[_Recorder]]]:
+    policy: EdgePolicy = getattr(request, "param", EdgePolicy())
+    registry = ProfileRegistry()
+    landings = Landing(pg_store, registry, policy).writers(2)
+    recorders = [_Recorder(x) for x in landings]
+    config = ServiceConfig(tcp=TcpConfig(host="127.0.0.1", port=0, idle_timeout_s=5.0, frames_per_minute=100_000), writers=2)
+    svc = IngestService(landings, landing_authenticator(landings[0], registry), config).start_thread()
+    try:
+        yield svc, recorders
+    finally:
+        svc.stop()
+
+
+def _session(port: int, frames: list[bytes], chunks: int, acks: list[int], lock: threading.Lock) -> None:
+    """One unit session: frames in ``chunks`` writes (so several landing jobs), then EOF;
+    the acknowledged counters are added to ``acks``."""
+    got: list[int] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        step = max(1, -(-len(frames) // chunks))
+        for i in range(0, len(frames), step):
+            s.sendall(b"".join(_LEN.pack(len(f)) + f for f in frames[i : i + step]))
+            time.sleep(0.01)
+        s.shutdown(socket.SHUT_WR)  # the server commits and acks what it has, then closes
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            while len(buf) >= 4 and len(buf) >= 4 + _LEN.unpack_from(buf)[0]:
+                n = _LEN.unpack_from(buf)[0]
+                msg = decode_server(buf[4 : 4 + n])
+                if msg.kind == "ack" and msg.acked_counter is not None:
+                    got.append(int(msg.acked_counter))
+                buf = buf[4 + n :]
+    with lock:
+        acks.extend(got)
+
+
+def _run_sessions(port: int, sessions: list[list[bytes]], chunks: int = 3) -> list[int]:
+    acks: list[int] = []
+    lock = threading.Lock()
+    threads = [threading.Thread(target=_session, args=(port, s, chunks, acks, lock)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a session did not finish"
+    return acks
+
+
+def _archive(reg: ProfileRegistry, unit: Any, counter: int, base: dt.datetime, hours: range, now: dt.datetime) -> Frame:
+    readings = tuple(("volume_register_m3", base + dt.timedelta(hours=h), 100.0 + 0.5 * h) for h in hours)
+    return Frame(profile=unit.profile, device_id=unit.device_id, counter=counter, device_time=now, kind="archive", readings=readings)
+
+
+def test_same_unit_sessions_over_two_writers_store_exactly_once(
+    pg_store: Any, service: tuple[IngestService, list[_Recorder]], tmp_path: Path
+) -> None:
+    svc, recorders = service
+    assert svc.tcp is not None and svc.worker.writers == 2
+    fleet = small_fleet(pg_store, tmp_path / "sim", meters=12, days=1)
+    units = [u for u in fleet.units if u.profile == "household-nb"][:4]
+    assert len(units) == 4
+    reg = ProfileRegistry()
+    rng = random.Random(11)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    base = now.replace(minute=0, second=0) - dt.timedelta(hours=40)
+    frames_per_unit, per_unit_sessions = 12, 4
+    sessions: list[list[bytes]] = []
+    duplicates = replays = 0
+    counters: dict[str, set[int]] = {}
+    for u in units:
+        good = [reg.encode(_archive(reg, u, 100 + i, base, range(3 * i, 3 * i + 3), now)) for i in range(frames_per_unit)]
+        counters[u.device_id] = set(range(100, 100 + frames_per_unit))
+        order = list(range(frames_per_unit))
+        rng.shuffle(order)  # out of order, and spread over concurrent sessions of this unit
+        mine: list[list[bytes]] = [[] for _ in range(per_unit_sessions)]
+        for k, i in enumerate(order):
+            mine[k % per_unit_sessions].append(good[i])
+        for i in range(frames_per_unit):
+            if i % 4 == 1:  # the same bytes again in another session: a duplicate
+                mine[(order.index(i) + 1) % per_unit_sessions].append(good[i])
+                duplicates += 1
+            if i % 5 == 2:  # same counter, other content (device time): a replay, one of the two is stored
+                other = _archive(reg, u, 100 + i, base, range(3 * i, 3 * i + 3), now + dt.timedelta(seconds=1))
+                mine[(order.index(i) + 2) % per_unit_sessions].append(reg.encode(other))
+                replays += 1
+        for s, session in enumerate(mine):
+            rng.shuffle(session)
+            ident = Frame(u.profile, u.device_id, 1_000 + s, now, "ident", secret=u.secret.encode())
+            sessions.append([reg.encode(ident), *session])
+            counters[u.device_id].add(1_000 + s)
+    rng.shuffle(sessions)
+    acks = _run_sessions(svc.tcp.port, sessions)
+
+    n_units = len(units)
+    idents = n_units * per_unit_sessions
+    frames = n_units * frames_per_unit
+    stats = read_stats(pg_store)
+    assert stats.balanced
+    assert (stats.received, stats.stored, stats.duplicates, stats.quarantined) == (
+        idents + frames + duplicates + replays, idents + frames, duplicates, replays,
+    )  # fmt: skip
+    assert stats.by_reason == {Reason.REPLAYED.value: replays}
+    assert len(acks) == idents + frames + duplicates  # stored and duplicate frames are acknowledged
+    # each (unit, counter) stored once; every reading once, with its value
+    raw = pg_store.read("raw_packets", where={"status": ["stored"]})
+    for u in units:
+        landed = raw.filter(pl.col("device_id") == u.device_id)
+        assert sorted(landed["counter"].to_list()) == sorted(counters[u.device_id])
+    readings = pg_store.read("readings", where={"device_id": [u.device_id for u in units]})
+    assert readings.height == readings.unique(["device_id", "channel", "ts"]).height == frames * 3
+    expected = 100.0 + 0.5 * ((readings["ts"] - base).dt.total_hours())
+    assert (readings["value"] - expected).abs().max() == pytest.approx(0.0)
+    # hourly consumption derived from the registers: every hour once, 0.5 m³, none missing
+    meters = pg_store.read("devices", where={"device_id": [u.device_id for u in units]})["meter_id"].to_list()
+    hourly = pg_store.read("hourly_archive", where={"meter_id": meters})
+    per_meter = hourly.group_by("meter_id").agg(pl.len().alias("hours"), pl.col("volume_m3").sum().alias("m3"))
+    assert per_meter.height == n_units
+    assert per_meter["hours"].to_list() == [3 * frames_per_unit - 1] * n_units
+    assert per_meter["m3"].to_list() == pytest.approx([0.5 * (3 * frames_per_unit - 1)] * n_units)
+    assert hourly.filter(pl.col("quality") != "valid").height == 0
+    # both writers landed, and frames of one unit went to both of them
+    assert all(r.rounds for r in recorders)
+    assert recorders[0].devices & recorders[1].devices & {u.device_id for u in units}
+    shards = pg_store.read("ingest_counters")["shard"].unique().to_list()
+    assert len(shards) == 2
+
+
+@pytest.mark.parametrize("service", [EdgePolicy(max_frames_per_minute=12)], indirect=True)
+def test_the_rate_limit_is_shared_by_the_writers(
+    pg_store: Any, service: tuple[IngestService, list[_Recorder]], tmp_path: Path
+) -> None:
+    svc, recorders = service
+    assert svc.tcp is not None
+    fleet = small_fleet(pg_store, tmp_path / "sim", meters=10, days=1)
+    unit = next(u for u in fleet.units if u.profile == "household-nb")
+    reg = ProfileRegistry()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    base = now.replace(minute=0, second=0) - dt.timedelta(hours=40)
+    sessions = []
+    for s in range(4):
+        ident = Frame(unit.profile, unit.device_id, 1_000 + s, now, "ident", secret=unit.secret.encode())
+        frames = [reg.encode(_archive(reg, unit, 100 + 10 * s + i, base, range(10 * s + i, 10 * s + i + 1), now)) for i in range(10)]
+        sessions.append([reg.encode(ident), *frames])
+    acks = _run_sessions(svc.tcp.port, sessions, chunks=5)
+    stats = read_stats(pg_store)
+    assert stats.balanced and stats.received == 44
+    # 12 frames a minute for the unit in total, not 12 per writer
+    assert stats.stored == 12 == len(acks)
+    assert stats.by_reason == {Reason.OVERSIZED.value: 32}
+    assert all(r.rounds for r in recorders)
+
+
+def test_open_service_defaults_to_two_writers_on_postgres(pg_store: Any) -> None:
+    config = ServiceConfig(tcp=TcpConfig(host="127.0.0.1", port=0))
+    svc = open_service(pg_store, config)
+    assert svc.worker.writers == 2 and svc.config.writers == 2
+    a, b = svc.worker.landings
+    assert a.rate is b.rate and a.shard != b.shard  # type: ignore[attr-defined]
+    assert open_service(pg_store, dataclasses.replace(config, writers=1)).worker.writers == 1
+    with pytest.raises(IngestError, match="1 to"):
+        open_service(pg_store, dataclasses.replace(config, writers=0))
+
+
+def test_two_writers_racing_for_a_new_month_partition(pg_store: Any) -> None:
+    """The second writer of a new month waits for the first and then sees its partition
+    (PostgreSQL's catalog cache would otherwise make it try again: DuplicateTable)."""
+    from warehouse import _landing as wl
+
+    assert pg_store.variant == "plain", "this race is in the plain variant's partitions (TimescaleDB makes its own chunks)"
+    month = pl.DataFrame({"ts": [dt.datetime(2031, 5, 3, tzinfo=dt.UTC)]})
+    first_in, second_started = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        with pg_store.transaction(), pg_store.connection() as conn:
+            wl._pg_ensure_partitions(pg_store, conn, "readings", month)
+            first_in.set()
+            second_started.wait(10)
+            time.sleep(0.3)  # the second is now waiting for our advisory lock
+
+    def second() -> None:
+        try:
+            first_in.wait(10)
+            with pg_store.transaction(), pg_store.connection() as conn:
+                conn.execute("SELECT to_regclass('readings_p203105')")  # as the function's first check does
+                second_started.set()
+                wl._pg_ensure_partitions(pg_store, conn, "readings", month)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+            second_started.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    names = pg_store.sql_frame("SELECT relname FROM pg_class WHERE relname = 'readings_p203105'", [])
+    assert names.height == 1
