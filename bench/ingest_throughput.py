@@ -77,6 +77,69 @@ def _vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
+# --- CPU accounting -------------------------------------------------------------------------
+_TCK: float = float(os.sysconf("SC_CLK_TCK"))
+
+
+def _proc_cpu(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system, all threads) of a live process; ``reaped`` adds its
+    waited-for children's (PostgreSQL's postmaster reaps every backend that exits)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if reaped else 0)
+    return ticks / _TCK
+
+
+class CpuMeter:
+    """CPU seconds spent by PostgreSQL (postmaster + every backend), the broker, this bench
+    process (clients, or landing itself in the in-process steps) and the ingest service,
+    between :meth:`start` and :meth:`stop` — to show where a path's CPU goes and how many
+    of the machine's cores it kept busy."""
+
+    def __init__(self, pg: Any, broker: Any) -> None:
+        self.postmaster = int((Path(pg.datadir) / "postmaster.pid").read_text().split()[0])
+        self.broker_pid = broker.proc.pid if broker.proc is not None else None
+        self.results: dict[str, dict[str, float]] = {}
+
+    def _pg(self) -> float:
+        total = _proc_cpu(self.postmaster, reaped=True)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == self.postmaster:
+                    total += _proc_cpu(int(entry.name))
+        return total
+
+    def snapshot(self, service_pid: int | None = None) -> dict[str, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "postgres": self._pg(),
+            "broker": _proc_cpu(self.broker_pid) if self.broker_pid else 0.0,
+            "bench": own.ru_utime + own.ru_stime,
+            "service": _proc_cpu(service_pid) if service_pid else 0.0,
+            "wall": time.perf_counter(),
+        }
+
+    def record(self, name: str, before: dict[str, float], after: dict[str, float]) -> None:
+        self.results[name] = {k: after[k] - before[k] for k in before}
+
+
+#: set by main(): the meter every measurement reports to
+_CPU: list[CpuMeter] = []
+
+
+def _snap(service_pid: int | None = None) -> dict[str, float]:
+    return _CPU[0].snapshot(service_pid) if _CPU else {}
+
+
+def _rec(name: str, before: dict[str, float], service_pid: int | None = None) -> None:
+    if _CPU:
+        _CPU[0].record(name, before, _CPU[0].snapshot(service_pid))
+
+
 # --- preparing the fleet -------------------------------------------------------------------
 class Prepared:
     """Units, secrets and pre-encoded frames (per unit, in time order) of one simulation."""
@@ -221,7 +284,7 @@ def _make_partitions(dsn: str, months: list[dt.datetime]) -> None:
         con.execute("SELECT askug_ensure_partitions('readings', %s::timestamptz[])", [months])
 
 
-def _copy_on(dsn: str, payload: bytes, fmt: str, barrier: Any = None) -> float:
+def _copy_on(dsn: str, payload: bytes, fmt: str, barrier: Any = None, record: str | None = None) -> float:
     """COPY one payload into ``readings`` on a new connection and commit; seconds (timed part only)."""
     import psycopg
 
@@ -230,14 +293,18 @@ def _copy_on(dsn: str, payload: bytes, fmt: str, barrier: Any = None) -> float:
         con.commit()
         if barrier is not None:
             barrier.wait()
+        before = _snap() if record else {}
         t = time.perf_counter()
         statement = f"COPY readings (device_id, channel, ts, value, quality, received_at) FROM STDIN (FORMAT {fmt})"
-        with con.cursor().copy(statement) as copy:  # type: ignore[arg-type]
+        with con.cursor().copy(statement) as copy:
             view = memoryview(payload)
             for i in range(0, len(view), 1 << 20):
                 copy.write(view[i : i + (1 << 20)])
         con.commit()
-        return time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        if record:
+            _rec(record, before)  # while the backend is alive (its CPU is not yet in the postmaster's)
+        return seconds
 
 
 def measure_copy(prep: Prepared, admin: Any, stores: list[Any]) -> dict[str, Any]:
@@ -256,7 +323,7 @@ def measure_copy(prep: Prepared, admin: Any, stores: list[Any]) -> dict[str, Any
         stores.append(store)
         prep.register(store)
         _make_partitions(dsn, months)
-        out[fmt] = _copy_on(dsn, _copy_payloads(frame, fmt)[0], fmt)
+        out[fmt] = _copy_on(dsn, _copy_payloads(frame, fmt)[0], fmt, record=f"copy_{fmt}")
     best = "binary" if out["binary"] <= out["csv"] else "csv"
     out["best"], out["best_format"] = out[best], best
     # 2 connections, half the rows each (split between units, as two writers would be)
@@ -312,10 +379,13 @@ def measure_landing(prep: Prepared, store: Any, *, batch: int) -> float:
 
     packets = _packets(prep)
     landing = Landing(store, prep.registry)
+    before = _snap()
     t = time.perf_counter()
     for i in range(0, len(packets), batch):
         _check_stored(landing.submit(packets[i : i + batch]))
-    return time.perf_counter() - t
+    seconds = time.perf_counter() - t
+    _rec("landing", before)
+    return seconds
 
 
 def measure_landing_writers(prep: Prepared, store: Any, *, batch: int, writers: int) -> float:
@@ -344,12 +414,14 @@ def measure_landing_writers(prep: Prepared, store: Any, *, batch: int, writers: 
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(x,)) for x in Landing(store, prep.registry).writers(writers)]
+    before = _snap()
     t = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     seconds = time.perf_counter() - t
+    _rec("landing_writers", before)
     if errors:
         raise errors[0]
     return seconds
@@ -387,9 +459,11 @@ def measure_tcp(prep: Prepared, dsn: str, tmp: Path, *, connections: int, daily:
     svc = Service(dsn, mqtt_url=None, tcp_port=port, log=tmp / "tcp.log", writers=writers)
     svc.wait_ready("service_ready")
     sessions = [[_ident(prep, u, 10), *prep.frames[u.device_id]] for u in prep.fleet.units]
+    before = _snap(svc.proc.pid)
     t = time.perf_counter()
     asyncio.run(_tcp_all("127.0.0.1", port, sessions, connections))
     seconds = time.perf_counter() - t
+    _rec("tcp", before, svc.proc.pid)
     # daily sessions: one ident + one day frame per unit, each its own connection
     sample = [u for u in prep.fleet.units if u.device_id in prep.day_frames][:daily]
     day_sessions = [[_ident(prep, u, 800_000), prep.day_frames[u.device_id]] for u in sample]
@@ -427,6 +501,7 @@ def measure_mqtt(
         c.disconnect()
         c.loop_stop()
 
+    before = _snap(svc.proc.pid)
     t = time.perf_counter()
     threads = [threading.Thread(target=publish, args=(ch, k)) for k, ch in enumerate(chunks)]
     for th in threads:
@@ -435,6 +510,7 @@ def measure_mqtt(
     while time.monotonic() < deadline and read_stats(store).received < len(messages):
         time.sleep(0.1)
     seconds = time.perf_counter() - t
+    _rec("mqtt", before, svc.proc.pid)
     for th in threads:
         th.join()
     peak = svc.stop()
@@ -466,6 +542,7 @@ def main() -> None:
     pg = PostgresServer().start()
     broker = MosquittoServer().start()
     stores: list[Any] = []
+    _CPU.append(CpuMeter(pg, broker))
     try:
         admin = PgDatabases(pg.dsn("postgres"))
         t = time.perf_counter()
@@ -529,6 +606,22 @@ def main() -> None:
         print(f"  ceiling = the faster single-connection COPY ({copy['best_format']}, {copy_rate:,.0f}/s); COPY over 2 parallel"
               f" connections reached {par_rate:,.0f}/s = {par_rate / copy_rate:.2f}× that ceiling"
               f" (TCP is {tcp_rate / par_rate:.2f}× and MQTT {mqtt_rate / par_rate:.2f}× of it)")  # fmt: skip
+        print()
+        print("CPU seconds per million readings while each step ran (cores busy = all CPU / wall; the machine has"
+              f" {os.cpu_count()}):")  # fmt: skip
+        print(f"  {'step':<34}{'PostgreSQL':>11}{'service':>9}{'broker':>8}{'bench':>8}{'all':>8}{'cores busy':>12}")
+        labels = {"copy_csv": "raw COPY, csv", "copy_binary": "raw COPY, binary", "landing": "Landing.submit alone",
+                  "landing_writers": f"Landing.submit, {w} writers", "tcp": "TCP service (+ clients)",
+                  "mqtt": "MQTT service (+ broker, publishers)"}  # fmt: skip
+        for key, label in labels.items():
+            r = _CPU[0].results.get(key)
+            if not r:
+                continue
+            n = rows if key.startswith("copy") else readings
+            parts = [r["postgres"], r["service"], r["broker"], r["bench"]]
+            per = [1e6 * v / n for v in parts]
+            print(f"  {label:<34}" + "".join(f"{v:>{wd}.2f}" for v, wd in zip(per, (11, 9, 8, 8), strict=True))
+                  + f"{sum(per):>8.2f}{sum(parts) / r['wall']:>12.2f}")  # fmt: skip
         print()
         print(f"daily sessions over TCP: {tcp['daily_sessions']:,} in {tcp['daily_seconds']:.2f} s = {sessions_per_s:,.0f} sessions/s;"
               f" 100,000 units' daily sessions drain in ≈ {100_000 / sessions_per_s / 60:.1f} min (projected from this sample)")  # fmt: skip

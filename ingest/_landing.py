@@ -759,6 +759,18 @@ class Landing:
         decoded_ids = sorted({w.frame.device_id for w in work if w.frame is not None})
         pairs = [(w.frame.device_id, w.frame.counter) for w in work if w.frame is not None]
         reserved: dict[str, list[float]] = {}
+        spans = [(c.lo, c.hi) for w in work if (c := w.cols) is not None and c.lo is not None and c.hi is not None]
+        if spans:
+            # Only times the clock policy can accept (a skewed frame must not make decades
+            # of partitions); an hour derived from a register ends at its reading, so the
+            # hour before the first counts too.
+            received = [_us(w.packet.received_at) for w in work]
+            floor = min(received) - _us(_EPOCH + self.policy.late_window) - 3_600_000_000
+            ceiling = max(received) + int(self.policy.clock_flag_s * 1_000_000)
+            lo = max(floor, min(a for a, _ in spans) - 3_600_000_000)
+            hi = min(ceiling, max(b for _, b in spans))
+            if lo <= hi:
+                wl.prepare_partitions(store, _from_us(lo), _from_us(hi))
         try:
             with store.transaction():
                 self._land_locked(work, decoded_ids, pairs, reserved, reprocess=reprocess)
@@ -1086,6 +1098,10 @@ _EMPTY_B: Final = np.zeros(0, dtype=bool)
 _ARCHIVE_INDEX: Final = {c: i for i, c in enumerate(ARCHIVE_COLUMNS)}
 _KIND_CODE: Final = {"hourly": 0, "daily": 1}
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _from_us(us: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=us)
 
 
 def _us(ts: dt.datetime) -> int:

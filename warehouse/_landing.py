@@ -567,6 +567,43 @@ def _pg_ensure_partitions(store: Store, conn: Any, table: str, frame: pl.DataFra
         conn.execute(PG_ENSURE_PARTITIONS, [table, months])
 
 
+#: Partitioned tables landing writes (plain PostgreSQL variant).
+LANDING_PARTITIONED: Final = ("readings", "hourly_archive", "events")
+
+
+def prepare_partitions(store: Store, lo: dt.datetime, hi: dt.datetime) -> None:
+    """Plain PostgreSQL: make the monthly partitions of ``[lo, hi]`` for the tables
+    landing writes, in a short transaction of their own, BEFORE the batch's transaction.
+
+    Creating a partition takes an ACCESS EXCLUSIVE lock on the parent table.  Made
+    inside a batch's transaction (after its COPYs and look-ups), two writers that both
+    reach a new month deadlock: each holds the parent's row lock from its own batch and
+    waits for the other (one is aborted and retried, a stall at every month boundary).
+    Made here, a writer holds no lock on the tables while it waits.  The batch still
+    checks its own partitions inside its transaction (cheap when they exist), so a
+    month this range missed is created there, as before.  An empty partition left by a
+    batch that then rolls back is harmless.  Elsewhere (DuckDB, TimescaleDB) a no-op.
+    """
+    if store.backend != "postgres" or getattr(store, "variant", None) != "plain":
+        return
+    first = dt.datetime(lo.year, lo.month, 1, tzinfo=dt.UTC)
+    months = []
+    while first <= hi:
+        months.append(first)
+        first = dt.datetime(first.year + first.month // 12, first.month % 12 + 1, 1, tzinfo=dt.UTC)
+    import psycopg
+
+    with store.connection() as conn:  # type: ignore[attr-defined]
+        for table in LANDING_PARTITIONED:
+            try:
+                with conn.transaction():
+                    conn.execute(PG_ENSURE_PARTITIONS, [table, months])
+            except psycopg.errors.DuplicateTable:
+                # another writer made it meanwhile (see _pg_ensure_partitions): now it is seen
+                with conn.transaction():
+                    conn.execute(PG_ENSURE_PARTITIONS, [table, months])
+
+
 def _prepared(name: str, frame: pl.DataFrame | None) -> pl.DataFrame | None:
     if frame is None or frame.height == 0:
         return None

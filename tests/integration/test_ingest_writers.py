@@ -253,3 +253,45 @@ def test_two_writers_racing_for_a_new_month_partition(pg_store: Any) -> None:
     assert errors == []
     names = pg_store.sql_frame("SELECT relname FROM pg_class WHERE relname = 'readings_p203105'", [])
     assert names.height == 1
+
+
+def test_two_writers_reaching_new_months_at_once_do_not_deadlock(pg_store: Any, tmp_path: Path) -> None:
+    """Both writers' first batches need the same new monthly partitions.  Created inside
+    the batch transactions (after each batch's COPYs took the parent table's row lock)
+    the two deadlocked; landing now makes them in a transaction of its own first."""
+    assert pg_store.variant == "plain", "the partitions of the plain variant (TimescaleDB makes its own chunks)"
+    fleet = small_fleet(pg_store, tmp_path / "sim", meters=12, days=1)
+    units = [u for u in fleet.units if u.profile == "household-nb"][:6]
+    reg = ProfileRegistry()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    # 40 hours back: usually this month only, across a month boundary on the 1st
+    base = now.replace(minute=0, second=0) - dt.timedelta(hours=40)
+    packets = [
+        [Packet(reg.encode(_archive(reg, u, 100 + i, base, range(4 * i, 4 * i + 4), now)), "tcp", now, device_id=u.device_id)
+         for i in range(10)]
+        for u in units
+    ]  # fmt: skip
+    landings = Landing(pg_store, reg).writers(2)
+    start = threading.Barrier(2, timeout=30)
+    outcomes: list[list[Any]] = [[], []]
+    errors: list[BaseException] = []
+
+    def write(k: int) -> None:
+        try:
+            start.wait()
+            for unit_packets in packets[k::2]:
+                outcomes[k].extend(landings[k].submit(unit_packets))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert [o.status for o in outcomes[0] + outcomes[1]] == ["stored"] * 60
+    months = {(base + dt.timedelta(hours=h)).strftime("%Y%m") for h in range(40)}
+    parts = set(pg_store.sql_frame("SELECT relname FROM pg_class WHERE relname LIKE 'readings_p%'", [])["relname"])
+    assert {f"readings_p{m}" for m in months} <= parts
+    assert pg_store.count("readings") == sum(len(f.readings) for u in packets for f in (reg.decode(p.raw) for p in u))
