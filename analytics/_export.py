@@ -1,8 +1,8 @@
 """Streamed exports: CSV, XLSX, DBF, PDF, JSON (array or lines), XML and TXT.
 
 The input is an iterable of Polars frames (batches) with the same columns, so an export
-of a million rows never holds more than one batch (plus, for XLSX, xlsxwriter's one-row
-buffer) in memory.  Three formats need the width of every column before the first row
+of a million rows never holds more than one batch in memory (XLSX is streamed into its
+zip entry: :mod:`analytics._xlsx`).  Three formats need the width of every column before the first row
 can be written (DBF field lengths, TXT fixed width, PDF column layout); they spool the
 batches, already turned into text, to an Arrow IPC file next to the output and write the
 file in a second pass: memory stays one batch, disk holds the spool for the duration.
@@ -17,8 +17,8 @@ format makes them safe (see ``analytics/README.md``):
 
 * CSV, TXT, DBF: the cell is prefixed with an apostrophe ``'`` (the OWASP advice); a
   spreadsheet shows the text and never evaluates it.
-* XLSX: the cell is written as a string cell (never a formula) with Excel's own
-  "quote prefix" style; the value itself is unchanged.
+* XLSX: the cell is written as an inline string cell (never a formula) with Excel's
+  own "quote prefix" style; the value itself is unchanged.
 * JSON, XML: values are typed strings, escaped by the format; no program evaluates
   them, so they are left unchanged (a data exchange must round-trip exactly).
 * PDF: printed text, never evaluated; unchanged.
@@ -45,6 +45,7 @@ from typing import Any, Final, Literal, get_args
 import polars as pl
 
 from analytics._pdf_font import PdfFont, pdf_text_string
+from analytics._xlsx import XlsxStream, cell_kind
 from analytics.errors import ExportError
 
 ExportFormat = Literal["csv", "xlsx", "dbf", "pdf", "json", "jsonl", "xml", "txt"]
@@ -573,139 +574,48 @@ def _write_xml(stream: _Batches, tmp: Path, stats: _Stats, options: _Options) ->
 
 
 # --- XLSX ----------------------------------------------------------------------------
-_XLSX_MAX_ROWS: Final = 1_048_576
-_XLSX_MAX_TEXT: Final = 32_767
+_XLSX_MAX_ROWS: Final = 1_048_576  # Excel's rows per sheet, header included (tests lower it)
+_XLSX_MAX_TEXT: Final = 32_767  # Excel's characters per cell
+_XLSX_MAX_COLUMNS: Final = 16_384  # Excel's columns per sheet (A … XFD)
 
 
 def _write_xlsx(stream: _Batches, tmp: Path, stats: _Stats, options: _Options) -> None:
     """One sheet ``data`` (continued on ``data_2``… past Excel's 1,048,576 rows).
 
-    xlsxwriter's ``constant_memory`` mode flushes each row to disk as it is written.
-    Numbers are numeric cells, times are Excel date-times (UTC) with an ISO format,
-    text is always a string cell (xlsxwriter never turns it into a formula or URL).
+    Each batch becomes the sheet's ``<row>`` XML through Polars expressions and is
+    streamed into the deflated zip entry (see :mod:`analytics._xlsx`), so memory stays
+    one batch.  The header row is bold with a bottom border and frozen; numbers are
+    numeric cells (NaN empty, ±inf the error ``#DIV/0!``), times are Excel date-times
+    (UTC) with an ISO format, text is always an inline string cell (never a formula)
+    and text that could run as one gets Excel's quote-prefix style; rows of the
+    ``emphasis`` column are bold.
     """
-    import xlsxwriter
-
-    # xlsxwriter's per-sheet row files go to a private folder that is removed in any
-    # case: on failure the workbook is abandoned, never closed (closing would write it).
-    with tempfile.TemporaryDirectory(prefix=".askug-xlsx-", dir=tmp.parent, ignore_cleanup_errors=True) as work:
-        _write_xlsx_book(xlsxwriter, stream, tmp, Path(work), stats, options)
-
-
-def _abandon(book: Any) -> None:
-    """Close the row files of an unfinished constant-memory workbook without writing it."""
-    for sheet in book.worksheets():
-        for name in ("row_data_fh", "fh"):
-            handle = getattr(sheet, name, None)
-            if handle is not None and hasattr(handle, "close"):
-                with contextlib.suppress(Exception):
-                    handle.close()
-
-
-def _write_xlsx_book(
-    xlsxwriter: Any, stream: _Batches, tmp: Path, work: Path, stats: _Stats, options: _Options
-) -> None:
-    book = xlsxwriter.Workbook(
-        str(tmp),
-        {
-            "constant_memory": True,
-            "strings_to_formulas": False,
-            "strings_to_urls": False,
-            "strings_to_numbers": False,
-            "nan_inf_to_errors": True,
-            "remove_timezone": True,
-            "tmpdir": str(work),
-        },
+    if len(stream.columns) > _XLSX_MAX_COLUMNS:
+        raise ExportError(
+            f"an XLSX sheet holds at most {_XLSX_MAX_COLUMNS:,} columns, the export has "
+            f"{len(stream.columns):,}; select fewer columns or export CSV"
+        )
+    book = XlsxStream(
+        tmp,
+        columns=stream.columns,
+        kinds=[cell_kind(dtype) for dtype in stream.schema.values()],
+        title=options.title,
+        guard=_FORMULA_RE,
+        max_rows=_XLSX_MAX_ROWS,
+        max_text=_XLSX_MAX_TEXT,
     )
     try:
-        if options.title:
-            book.set_properties({"title": options.title})
-        header_fmt = book.add_format({"bold": True, "bottom": 1})
-        bold = book.add_format({"bold": True})
-        quoted = book.add_format({"quote_prefix": True})
-        quoted_bold = book.add_format({"quote_prefix": True, "bold": True})
-        when_fmt = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
-        when_bold = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss", "bold": True})
-        date_fmt = book.add_format({"num_format": "yyyy-mm-dd"})
-        date_bold = book.add_format({"num_format": "yyyy-mm-dd", "bold": True})
-        kinds: list[str] = []
-        for dtype in stream.schema.values():
-            if _is_text(dtype):
-                kinds.append("text")
-            elif dtype == pl.Boolean:
-                kinds.append("bool")
-            elif isinstance(dtype, pl.Datetime):
-                kinds.append("datetime")
-            elif dtype == pl.Date:
-                kinds.append("date")
-            elif dtype.is_numeric():
-                kinds.append("number")
-            else:
-                kinds.append("other")
-        sheet_no = 0
-        sheet: Any = None
-        row_no = _XLSX_MAX_ROWS
-
-        def new_sheet() -> Any:
-            nonlocal sheet_no
-            sheet_no += 1
-            ws = book.add_worksheet("data" if sheet_no == 1 else f"data_{sheet_no}")
-            for j, name in enumerate(stream.columns):
-                ws.write_string(0, j, name, header_fmt)
-                ws.set_column(j, j, max(10, min(len(name) + 2, 40)))
-            ws.freeze_panes(1, 0)
-            return ws
-
         for batch in stream:
-            emphasis = stream.last_emphasis
-            prepared = batch.select(
-                pl.col(n).dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-                if isinstance(t, pl.Datetime) and t.time_zone is not None
-                else pl.col(n).fill_nan(None)
-                if _is_float(t)
-                else pl.col(n).cast(pl.String)
-                if kinds[i] in ("text", "other")
-                else pl.col(n)
-                for i, (n, t) in enumerate(batch.schema.items())
-            )
-            flags = emphasis.to_list() if emphasis is not None else None
-            for i, row in enumerate(prepared.iter_rows()):
-                if row_no >= _XLSX_MAX_ROWS:
-                    sheet = new_sheet()
-                    row_no = 1
-                strong = bool(flags[i]) if flags is not None else False
-                for j, value in enumerate(row):
-                    if value is None:
-                        if strong:
-                            sheet.write_blank(row_no, j, None, bold)
-                        continue
-                    kind = kinds[j]
-                    if kind == "number":
-                        sheet.write_number(row_no, j, value, bold if strong else None)
-                    elif kind == "text" or kind == "other":
-                        risky = kind == "text" and value.startswith(FORMULA_PREFIXES)
-                        if risky:
-                            stats.guarded += 1
-                        if len(value) > _XLSX_MAX_TEXT:
-                            stats.truncated += 1
-                            value = value[:_XLSX_MAX_TEXT]
-                        style = (quoted_bold if strong else quoted) if risky else (bold if strong else None)
-                        sheet.write_string(row_no, j, value, style)
-                    elif kind == "bool":
-                        sheet.write_boolean(row_no, j, value, bold if strong else None)
-                    elif kind == "datetime":
-                        sheet.write_datetime(row_no, j, value, when_bold if strong else when_fmt)
-                    else:
-                        sheet.write_datetime(row_no, j, value, date_bold if strong else date_fmt)
-                row_no += 1
+            guarded, truncated = book.write(batch, stream.last_emphasis)
+            stats.guarded += guarded
+            stats.truncated += truncated
             stats.rows += batch.height
             _tick(options, stats)
-        if sheet is None:
-            new_sheet()
+        book.close()
     except BaseException:
-        _abandon(book)
+        # The caller (``_atomic``) deletes the unfinished file.
+        book.abandon()
         raise
-    book.close()
 
 
 # --- two-pass formats: spool to Arrow IPC, then write --------------------------------

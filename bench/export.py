@@ -2,7 +2,7 @@
 
 Each format runs in a fresh process (``spawn``) so its peak memory (max RSS) is its own.
 Rows are hourly-archive-like (``meter_id``, ``ts`` UTC, ``volume_m3``, ``pressure_kpa``,
-``quality``, ``name``) generated in batches by Polars inside the worker, so the source
+``quality``, ``name`` — a Cyrillic address) generated in batches by Polars inside the worker, so the source
 never holds all rows.  Two references run in the same way on the same rows:
 
 * ``baseline``  — the process generating every batch and writing nothing (the floor of
@@ -55,7 +55,7 @@ def _batches(rows: int, batch: int) -> Iterator[Any]:
             volume_m3=(pl.col("i") % 97).cast(pl.Float64) * 0.137 + 0.5,
             pressure_kpa=pl.when(pl.col("i") % 50 == 0).then(None).otherwise(101.3 + (pl.col("i") % 7) * 0.1),
             quality=pl.when(pl.col("i") % 40 == 0).then(pl.lit("estimated")).otherwise(pl.lit("valid")),
-            name=pl.format("Flat {}, Lenin St", pl.col("i") % meters),
+            name=pl.format("кв. {}, ул. Ленина", pl.col("i") % meters),  # Cyrillic: the PDF embeds its font
         )
 
 
