@@ -23,16 +23,17 @@ u32 BE + command JSON, UTF-8).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime as dt
+import functools
+import itertools
 import json
 import logging
-import math
 import queue
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Final, Literal, Protocol, TypeVar
@@ -242,20 +243,22 @@ class LandingWorker:
     other order.  A transport that needs an order waits for the first job's future
     (a TCP session does, MQTT acknowledges its batches in FIFO order).
 
-    **Staggered rounds.**  One free writer at a time gathers the next round (the others
-    wait their turn, so two free writers never split the queue into small rounds).
-    When no other writer is committing it commits after ``linger_s``, as a single writer
-    does.  When others are committing it keeps gathering until ``1/writers`` of a typical
-    round's time (a moving average) after the latest of them started, at most
-    ``max_linger_s``, or until the round is full: the writers' rounds then follow each
-    other at even intervals and overlap (one in Python while another waits for the
-    database), instead of a free writer taking every job as it comes and paying a
-    round's fixed cost (a dozen statements and a commit) for a few packets.  A round
-    gathered while other writers have been idle for half a typical round keeps only its
-    share of the packets and leaves the rest to them (they commit it after
-    ``linger_s``): a burst — e.g. the next frames of every TCP session that the last
-    round acknowledged — then lands on all writers at once instead of in one round
-    while the others idle.
+    **One unit, one writer.**  Each writer has its own queue, and a job goes to the
+    writer its unit hashes to (``crc32(device_id) % writers``; jobs without a unit go
+    round-robin).  Landing locks a unit's registry row for the whole batch, so two
+    writers holding rounds of the same units (the next frames of the same TCP sessions,
+    the same MQTT units) would wait for each other's commit and run one after the other;
+    with every unit on one writer they never wait for each other, and one unit's jobs
+    commit in the order they were queued.
+
+    **Staggered rounds.**  When no other writer is committing, a writer commits after
+    ``linger_s``, as a single writer does.  When others are committing it keeps
+    gathering until ``1/writers`` of a typical round's time (a moving average) after the
+    latest of them started, at most ``max_linger_s``, or until the round is full: the
+    writers' rounds then follow each other at even intervals and overlap (one in Python
+    while another waits for the database), instead of a free writer taking every job as
+    it comes and paying a round's fixed cost (a dozen statements and a commit) for a few
+    packets.
     """
 
     def __init__(
@@ -280,14 +283,12 @@ class LandingWorker:
         self.max_linger_s = max(linger_s, max_linger_s)
         self.retries = retries
         self.stats = stats or TransportStats()
-        self._queue: queue.SimpleQueue[_SubmitJob | _CallJob | None] = queue.SimpleQueue()
+        self._queues: list[queue.SimpleQueue[_SubmitJob | _CallJob | None]] = [queue.SimpleQueue() for _ in landings]
+        self._next_writer = itertools.count()  # round-robin for jobs without a unit, and calls
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._rounds_lock = threading.Lock()  # guards rounds, _busy, _round_s
-        self._gather_lock = threading.Lock()  # one free writer gathers at a time
-        self._carry: collections.deque[_SubmitJob] = collections.deque()  # split off for an idle writer (under _gather_lock)
         self._busy: dict[int, float] = {}  # writer -> monotonic start of its round in progress
-        self._free_since: dict[int, float] = {}  # writer -> monotonic end of its last round
         self._round_s = 0.05  # moving average of a round's seconds
         self.rounds = 0
 
@@ -316,8 +317,52 @@ class LandingWorker:
         if self._stopping.is_set() and not self._threads:
             fut.set_exception(WorkerStopped("the landing worker is stopped"))
             return fut
-        self._queue.put(_SubmitJob(list(packets), fut))
+        n = len(self._queues)
+        if n == 1:
+            self._queues[0].put(_SubmitJob(list(packets), fut))
+            return fut
+        spare = next(self._next_writer) % n  # for the packets without a unit
+        owners = [self._writer_of(p, n, spare) for p in packets]
+        if len(set(owners)) == 1:
+            self._queues[owners[0]].put(_SubmitJob(list(packets), fut))
+            return fut
+        # A job of several units (an MQTT or UDP batch): one part per writer, and the
+        # job's future once every part is committed, its outcomes in the job's order.
+        positions: dict[int, list[int]] = {}
+        for i, w in enumerate(owners):
+            positions.setdefault(w, []).append(i)
+        outcomes: list[Any] = [None] * len(packets)
+        left = [len(positions)]
+        lock = threading.Lock()
+
+        def done(part: Future[list[Any]], where: list[int]) -> None:
+            with lock:
+                if fut.done():
+                    return
+                error = part.exception()
+                if error is not None:
+                    fut.set_exception(error)
+                    return
+                for i, outcome in zip(where, part.result(), strict=True):
+                    outcomes[i] = outcome
+                left[0] -= 1
+                if left[0] == 0:
+                    fut.set_result(outcomes)
+
+        for w, where in positions.items():
+            part: Future[list[Any]] = Future()
+            part.add_done_callback(functools.partial(done, where=where))
+            self._queues[w].put(_SubmitJob([packets[i] for i in where], part))
         return fut
+
+    @staticmethod
+    def _writer_of(packet: Packet, n: int, spare: int) -> int:
+        """The writer of a packet: its unit's (see Notes), else ``spare``."""
+        key = packet.device_id
+        if key is None:
+            serial = serial_of(bytes(packet.raw[:16]))
+            key = None if serial is None else str(serial)
+        return spare if key is None else zlib.crc32(key.encode()) % n
 
     def call(self, fn: Callable[[], T]) -> Future[T]:
         """Run ``fn`` on a writer thread (between that writer's rounds)."""
@@ -330,67 +375,62 @@ class LandingWorker:
         deliveries), so each thread only uses its own landing.
         """
         fut: Future[T] = Future()
-        self._queue.put(_CallJob(fn, fut))
+        self._queues[next(self._next_writer) % len(self._queues)].put(_CallJob(fn, fut))
         return fut
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Run every queued job (flush) on the writers, then end their threads."""
         self._stopping.set()
-        for _ in self._threads:
-            self._queue.put(None)
+        for q in self._queues[: len(self._threads)]:
+            q.put(None)
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         # Whatever is still queued (only when a join timed out) fails: not committed.
-        left: list[_SubmitJob | _CallJob | None] = list(self._carry)
-        self._carry.clear()
-        while True:
-            try:
-                left.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+        left: list[_SubmitJob | _CallJob | None] = []
+        for q in self._queues:
+            while True:
+                try:
+                    left.append(q.get_nowait())
+                except queue.Empty:
+                    break
         for job in left:
             if job is not None and not job.future.done():
                 job.future.set_exception(WorkerStopped("the landing worker stopped before this job"))
 
     # -- writer threads -------------------------------------------------------------------
-    def _next(self, timeout: float | None) -> _SubmitJob | _CallJob | None:
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
     def _run(self, index: int, landing: LandingLike) -> None:
+        own = self._queues[index]
         while True:
-            with self._gather_lock:
-                carried = bool(self._carry)
-                job = self._carry.popleft() if carried else self._next(0.2)
-                if job is None:
-                    # a stop marker or a quiet moment: end once stopping and nothing is left
-                    if self._stopping.is_set() and self._queue.empty() and not self._carry:
-                        return
-                    continue
-                if isinstance(job, _CallJob):
-                    self._run_call(job, landing)
-                    continue
-                jobs = self._gather(job, index, landing, carried=carried)
-                started = time.monotonic()
-                with self._rounds_lock:
-                    self._busy[index] = started
+            try:
+                job = own.get(timeout=0.2)
+            except queue.Empty:
+                job = None
+            if job is None:
+                # a stop marker or a quiet moment: end once stopping and nothing is left
+                if self._stopping.is_set() and own.empty():
+                    return
+                continue
+            if isinstance(job, _CallJob):
+                self._run_call(job, landing)
+                continue
+            jobs = self._gather(job, index, landing)
+            started = time.monotonic()
+            with self._rounds_lock:
+                self._busy[index] = started
             try:
                 self._run_round(jobs, landing)
             finally:
                 with self._rounds_lock:
                     del self._busy[index]
                     ended = time.monotonic()
-                    self._free_since[index] = ended
                     self._round_s = 0.7 * self._round_s + 0.3 * (ended - started)
 
-    def _gather_until(self, index: int, first: float, *, carried: bool) -> float:
+    def _gather_until(self, index: int, first: float) -> float:
         """When the round that began gathering at ``first`` should commit (see Notes)."""
         until = first + self.linger_s
-        if carried or self._stopping.is_set():
+        if self._stopping.is_set():
             return until
         with self._rounds_lock:
             others = [t for i, t in self._busy.items() if i != index]
@@ -400,28 +440,19 @@ class LandingWorker:
         staggered = max(others) + typical / len(self.landings)
         return max(until, min(staggered, first + self.max_linger_s))
 
-    def _gather(self, job: _SubmitJob, index: int, landing: LandingLike, *, carried: bool) -> list[_SubmitJob]:
-        """The jobs of one round: ``job`` and what follows until the round should commit.
-
-        Jobs split off for this writer (``carried``) commit after ``linger_s``.  When the
-        round is gathered and other writers are idle, it keeps its share of the packets
-        and leaves the rest to them (a burst of jobs that all arrived at once lands on
-        all writers in parallel instead of in one round while the others idle).
-        """
+    def _gather(self, job: _SubmitJob, index: int, landing: LandingLike) -> list[_SubmitJob]:
+        """The jobs of one round: ``job`` and what follows in this writer's queue until
+        the round should commit (see Notes)."""
+        own = self._queues[index]
         jobs = [job]
         size = len(job.packets)
         nbytes = sum(len(p.raw) for p in job.packets)
-        while self._carry and size < self.max_batch and nbytes < self.max_batch_bytes:
-            more = self._carry.popleft()
-            jobs.append(more)
-            size += len(more.packets)
-            nbytes += sum(len(p.raw) for p in more.packets)
         first = time.monotonic()
         while size < self.max_batch and nbytes < self.max_batch_bytes:
             # re-evaluated every few ms: the writers committing may finish meanwhile
-            remaining = self._gather_until(index, first, carried=carried) - time.monotonic()
+            remaining = self._gather_until(index, first) - time.monotonic()
             try:
-                nxt = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=min(remaining, 0.01))
+                nxt = own.get_nowait() if remaining <= 0 else own.get(timeout=min(remaining, 0.01))
             except queue.Empty:
                 if remaining <= 0:
                     break
@@ -436,25 +467,6 @@ class LandingWorker:
             jobs.append(nxt)
             size += len(nxt.packets)
             nbytes += sum(len(p.raw) for p in nxt.packets)
-        # Writers idle for half a typical round or longer (not the ones that just finished
-        # alongside this one: splitting towards them would keep the rounds in lockstep).
-        with self._rounds_lock:
-            now = time.monotonic()
-            settled = self._round_s / len(self.landings)
-            idle = sum(
-                1
-                for i in range(len(self.landings))
-                if i != index and i not in self._busy and now - self._free_since.get(i, -math.inf) >= settled
-            )
-        if idle > 0 and len(jobs) > 1 and not self._stopping.is_set():
-            share = size / (idle + 1)
-            kept, taken = 0, 0
-            while kept < len(jobs) - 1 and taken + len(jobs[kept].packets) <= share:
-                taken += len(jobs[kept].packets)
-                kept += 1
-            kept = max(kept, 1)
-            self._carry.extend(jobs[kept:])
-            jobs = jobs[:kept]
         return jobs
 
     @staticmethod

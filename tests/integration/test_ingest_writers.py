@@ -1,6 +1,6 @@
 """Parallel landing writers against a real PostgreSQL: the TCP service with 2 writers,
-concurrent sessions of the SAME unit (its frames split over both writers), duplicates and
-replays across writers, the shared rate limit; exactly-once storage and the stats equation."""
+concurrent sessions of the same unit, duplicates and replays, the shared rate limit,
+two writers reaching new months at once; exactly-once storage and the stats equation."""
 
 from __future__ import annotations
 
@@ -174,9 +174,10 @@ def test_same_unit_sessions_over_two_writers_store_exactly_once(
     assert per_meter["hours"].to_list() == [3 * frames_per_unit - 1] * n_units
     assert per_meter["m3"].to_list() == pytest.approx([0.5 * (3 * frames_per_unit - 1)] * n_units)
     assert hourly.filter(pl.col("quality") != "valid").height == 0
-    # both writers landed, and frames of one unit went to both of them
+    # both writers landed; each unit's frames all on one of them (one unit, one writer:
+    # its concurrent sessions never make the two writers wait for each other's lock)
     assert all(r.rounds for r in recorders)
-    assert recorders[0].devices & recorders[1].devices & {u.device_id for u in units}
+    assert recorders[0].devices | recorders[1].devices >= {u.device_id for u in units}
     shards = pg_store.read("ingest_counters")["shard"].unique().to_list()
     assert len(shards) == 2
 
@@ -203,7 +204,6 @@ def test_the_rate_limit_is_shared_by_the_writers(
     # 12 frames a minute for the unit in total, not 12 per writer
     assert stats.stored == 12 == len(acks)
     assert stats.by_reason == {Reason.OVERSIZED.value: 32}
-    assert all(r.rounds for r in recorders)
 
 
 def test_open_service_defaults_to_two_writers_on_postgres(pg_store: Any) -> None:

@@ -281,3 +281,75 @@ def test_cli_refuses_parallel_writers_on_duckdb(tmp_path: Any, capfd: pytest.Cap
     assert main(["--db", db, "ingest", "tcp", "--port", "45999", "--host", "127.0.0.1", "--writers", "2"]) == 1
     out = "".join(capfd.readouterr())
     assert "--writers 2: the duckdb store has a single writer; use --writers 1" in " ".join(out.split())
+
+
+class _Recording(_Landing):
+    """Also records the devices of every packet it landed, in order."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(delay)
+        self.devices: list[str | None] = []
+        self.values: list[int] = []
+
+    def submit(self, packets: Sequence[Packet]) -> list[_Outcome]:
+        self.devices.extend(p.device_id for p in packets)
+        self.values.extend(int.from_bytes(p.raw, "big") for p in packets)
+        return super().submit(packets)
+
+
+def _unit_job(device: str, first: int, n: int) -> list[Packet]:
+    now = dt.datetime.now(dt.UTC)
+    return [Packet(raw=(first + i).to_bytes(4, "big"), transport="mqtt", received_at=now, device_id=device) for i in range(n)]
+
+
+def test_each_unit_lands_on_one_writer_in_queue_order() -> None:
+    """Landing locks a unit's row for a whole batch: a unit's jobs all go to one writer,
+    so the two writers never wait for each other, and they commit in order."""
+    landings = [_Recording(delay=0.01), _Recording(delay=0.01)]
+    worker = LandingWorker(landings, max_batch=5, linger_s=0.002).start()
+    devices = [f"D{k:07d}" for k in range(12)]
+    try:
+        futures = [worker.submit(_unit_job(devices[k % 12], 100 * k, 2)) for k in range(96)]
+        for f in futures:
+            f.result(20)
+    finally:
+        worker.stop()
+    seen = [set(x.devices) for x in landings]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    assert seen[0] | seen[1] == set(devices)
+    # within a writer, each unit's packets are in the order they were queued
+    for x in landings:
+        for d in devices:
+            mine = [v for v, dev in zip(x.values, x.devices, strict=True) if dev == d]
+            assert mine == sorted(mine)
+
+
+def test_a_job_of_several_units_is_split_by_writer_and_answered_in_its_order() -> None:
+    """An MQTT or UDP batch holds many units: each writer gets its units' packets, and the
+    job's future has one outcome per packet in the job's order once both parts commit."""
+    landings = [_Recording(delay=0.02), _Recording(delay=0.02)]
+    worker = LandingWorker(landings, linger_s=0.002).start()
+    now = dt.datetime.now(dt.UTC)
+    job = [Packet(raw=k.to_bytes(4, "big"), transport="mqtt", received_at=now, device_id=f"D{k % 9:07d}") for k in range(60)]
+    try:
+        outcomes = worker.submit(job).result(20)
+    finally:
+        worker.stop()
+    assert [o.counter for o in outcomes] == list(range(60))
+    assert all(x.devices for x in landings)
+    assert not set(landings[0].devices) & set(landings[1].devices)
+
+
+def test_a_failed_part_fails_the_whole_job() -> None:
+    class _Broken(_Landing):
+        def submit(self, packets: Sequence[Packet]) -> list[_Outcome]:
+            raise RuntimeError("database down")
+
+    worker = LandingWorker([_Landing(), _Broken()], retries=1).start()
+    now = dt.datetime.now(dt.UTC)
+    job = [Packet(raw=k.to_bytes(4, "big"), transport="mqtt", received_at=now, device_id=f"D{k:07d}") for k in range(20)]
+    try:
+        with pytest.raises(RuntimeError, match="database down"):
+            worker.submit(job).result(20)
+    finally:
+        worker.stop()
