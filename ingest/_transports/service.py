@@ -24,6 +24,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,18 @@ class IngestService:
         self.stats = TransportStats()
         self.worker = LandingWorker(landings, max_batch=config.max_batch, linger_s=config.linger_s, stats=self.stats)
         self.mqtt = MqttService(self.worker, config.mqtt) if config.mqtt is not None else None
-        self.tcp = TcpService(self.worker, authenticate, config.tcp) if config.tcp is not None and authenticate else None
+        # ident checks on threads of their own when the store's pool can serve them
+        # (PostgreSQL): a session's credential look-up then never waits for, or delays, a
+        # landing round; DuckDB's one connection keeps them on the writer thread
+        store = getattr(landings[0], "store", None)
+        self._auth: ThreadPoolExecutor | None = None
+        if config.tcp is not None and getattr(store, "backend", None) == "postgres":
+            self._auth = ThreadPoolExecutor(max_workers=2, thread_name_prefix="askug-auth")
+        self.tcp = (
+            TcpService(self.worker, authenticate, config.tcp, auth_executor=self._auth)
+            if config.tcp is not None and authenticate
+            else None
+        )
         self.udp = UdpService(self.worker, config.udp) if config.udp is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -202,6 +214,8 @@ class IngestService:
             await asyncio.to_thread(self.mqtt.stop)
         # 2. flush the worker (anything still queued is committed)
         await asyncio.to_thread(self.worker.stop)
+        if self._auth is not None:
+            self._auth.shutdown(wait=False, cancel_futures=True)
         log_event(log, "service_stopped", **self.stats.snapshot())
 
 

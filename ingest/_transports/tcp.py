@@ -35,7 +35,7 @@ import datetime as dt
 import logging
 import struct
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from typing import Any, Final, Literal, cast
 
 from ingest._transports._common import (
@@ -102,9 +102,20 @@ class TcpService:
         Limits and the address to listen on.
     """
 
-    def __init__(self, worker: LandingWorker, authenticate: Authenticator, config: TcpConfig = TcpConfig()) -> None:
+    def __init__(
+        self,
+        worker: LandingWorker,
+        authenticate: Authenticator,
+        config: TcpConfig = TcpConfig(),
+        *,
+        auth_executor: Executor | None = None,
+    ) -> None:
         self.worker = worker
         self.authenticate = authenticate
+        #: where ident checks run: their own threads when the store's connections can be
+        #: shared (PostgreSQL pool), so a session's credential look-up never holds up a
+        #: landing round; else (DuckDB) between rounds on a writer thread
+        self.auth_executor = auth_executor
         self.config = config
         self.stats: TransportStats = worker.stats
         self.limiter = RateLimiter(config.frames_per_minute)
@@ -294,7 +305,10 @@ class _Session(asyncio.Protocol):
         if not first:
             return
         ident = first[0]
-        device_id, verdict, why = await asyncio.wrap_future(worker.call(lambda: self.service.authenticate(ident)))
+        check = self.service.authenticate
+        auth = self.service.auth_executor
+        pending = auth.submit(check, ident) if auth is not None else worker.call(lambda: check(ident))
+        device_id, verdict, why = await asyncio.wrap_future(pending)
         if verdict != "ok":
             self.service.stats.bump("rejected")
             log_event(log, "ident_rejected", level=logging.WARNING, peer=self.peer, device=device_id, why=why)
