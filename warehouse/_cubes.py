@@ -154,6 +154,25 @@ JOIN {dim_map} m ON f.meter_id = m.meter_id
 GROUP BY m.dim_id, f.ts
 """
 _BASE_SQL: Final = (_BASE_VOLUME_SQL, _BASE_ESTIMATED_SQL, _BASE_CORRECTOR_SQL)
+# For a slice of the archive (an incremental refresh: a day or a few) one statement with
+# every measure: on ~10⁵–10⁶ rows the fixed cost of three statements outweighs the
+# per-row savings above.
+_BASE_ONE_SQL: Final = """
+SELECT m.dim_id, f.ts,
+       count(*) AS n_rows,
+       sum(f.volume_m3) AS vol_sum,
+       count(f.volume_m3) AS vol_n,
+       count(*) FILTER (f.quality = 'estimated' AND f.volume_m3 IS NOT NULL) AS est_n,
+       min(f.pressure_kpa) AS p_min, max(f.pressure_kpa) AS p_max,
+       sum(f.pressure_kpa) AS p_sum, count(f.pressure_kpa) AS p_n,
+       min(f.temperature_c) AS t_min, max(f.temperature_c) AS t_max,
+       sum(f.temperature_c) AS t_sum, count(f.temperature_c) AS t_n
+FROM {facts} f JOIN {dim_map} m ON f.meter_id = m.meter_id
+WHERE true {where} {quality}
+GROUP BY m.dim_id, f.ts
+"""
+#: A slice of at most this many hours (UTC) takes :data:`_BASE_ONE_SQL`.
+_ONE_STATEMENT_HOURS: Final = 24 * 7
 _RANGE_SQL: Final = "SELECT min(ts) AS lo, max(ts) AS hi FROM hourly_archive"
 _FACT_COLUMNS: Final = ("meter_id", "ts", "volume_m3", "pressure_kpa", "temperature_c", "quality")
 
@@ -359,6 +378,11 @@ def _base_duckdb(
         if qualities is not None:
             quality = "AND f.quality IN (SELECT unnest($q))"
             params["q"] = list(qualities)
+        if where and hi - lo <= dt.timedelta(hours=_ONE_STATEMENT_HOURS):
+            text = _BASE_ONE_SQL.format(facts=facts, dim_map=name, where=where, quality=quality)
+            one = pl.from_arrow(con.sql(text, params=params).to_arrow_table())
+            assert isinstance(one, pl.DataFrame)
+            return _normalise_base(one)
         parts = []
         for sql in _BASE_SQL:
             text = sql.format(facts=facts, dim_map=name, where=where, quality=quality)
@@ -938,22 +962,37 @@ def refresh_gas_cube(
     years = sorted({y for y, _ in months})
     cols = list(TABLES["gas_cube"].schema)
     dim_cols = [DIMENSIONS[d] for d in _CUBE_DIMS]
+    touched = pl.DataFrame(months, schema={"year": pl.Int16, "month": pl.Int8}, orient="row")
     with store.transaction():
         _replace_cells(store, cells, where={"gas_day": days})
-        for coarse, finer, picks in (
-            ("month", "day", [{"year": [y], "month": [m]} for y, m in months]),
-            ("year", "month", [{"year": [y]} for y in years]),
-            ("all", "year", [{}]),
-        ):
-            for pick in picks:
-                stored = store.read("gas_cube", where={"period": [finer], **pick})
-                out = _reaggregate(stored, coarse, dim_cols)
-                _replace_cells(store, out.select(cols), where={"period": [coarse], **pick})
-                written += out.height
-        company_all = store.read("gas_cube", where={"period": ["all"], "dims": ["company"]})
-        total = _reaggregate(company_all, "all", dim_cols, total=True)
+        # Narrow reads of the stored day cells of the touched months (the new ones among
+        # them), month cells of their years and year cells; the chain day → month → year →
+        # all → grand total is then re-derived in memory and each level is rewritten
+        # with one delete and one insert.
+        month_numbers = sorted({m for _, m in months})
+        stored = pl.concat(
+            [  # day cells of the touched months (a superset when they span years), month cells of their years
+                store.read("gas_cube", where={"period": ["day"], "year": years, "month": month_numbers}),
+                store.read("gas_cube", where={"period": ["month"], "year": years}),
+                store.read("gas_cube", where={"period": ["year"]}),
+            ]
+        ).with_columns(pl.col("year").cast(pl.Int16), pl.col("month").cast(pl.Int8))
+        by_period = {p: stored.filter(pl.col("period") == p) for p in ("day", "month", "year")}
+        new_months = _reaggregate(by_period["day"].join(touched, on=["year", "month"], how="semi"), "month", dim_cols)
+        month_cells = pl.concat(
+            [by_period["month"].join(touched, on=["year", "month"], how="anti").select(cols), new_months.select(cols)]
+        ).filter(pl.col("year").is_in(years))
+        new_years = _reaggregate(month_cells, "year", dim_cols)
+        year_cells = pl.concat(
+            [by_period["year"].filter(~pl.col("year").is_in(years)).select(cols), new_years.select(cols)]
+        )
+        new_all = _reaggregate(year_cells, "all", dim_cols)
+        total = _reaggregate(new_all.filter(pl.col("dims") == "company"), "all", dim_cols, total=True)
+        _replace_cells(store, month_cells.select(cols), where={"period": ["month"], "year": years})
+        _replace_cells(store, new_years.select(cols), where={"period": ["year"], "year": years})
+        _replace_cells(store, new_all.select(cols), where={"period": ["all"]})
         _replace_cells(store, total.select(cols), where={"dims": [""]})
-        written += total.height
+        written += new_months.height + new_years.height + new_all.height + total.height
     return GasCubeSummary(
         cells=written, hourly_rows=rows, gas_days=len(days), seconds=time.perf_counter() - started, engine=engine
     )

@@ -120,3 +120,23 @@ def test_refresh_before_build_and_empty_archive_are_clear_errors(store: Store) -
     build_gas_cube(store)
     with pytest.raises(WarehouseError, match="reversed"):
         refresh_gas_cube(store, start=START + dt.timedelta(days=1), end=START)
+
+
+def test_refresh_across_a_year_boundary_equals_a_full_rebuild(store: Store) -> None:
+    """Late hours around New Year touch gas days, months and years on both sides: the
+    month, year and all-time cells re-derived from stored cells equal a rebuild."""
+    start = dt.datetime(2022, 12, 27, tzinfo=UTC)
+    frames = make_frames(start, 9 * 24)
+    late_lo, late_hi = dt.datetime(2022, 12, 31, 12, tzinfo=UTC), dt.datetime(2023, 1, 1, 18, tzinfo=UTC)
+    late = frames["hourly"].filter((pl.col("ts") >= late_lo) & (pl.col("ts") < late_hi))
+    load(store, {**frames, "hourly": frames["hourly"].filter((pl.col("ts") < late_lo) | (pl.col("ts") >= late_hi))})
+    build_gas_cube(store, start=dt.date(2022, 12, 27), end=dt.date(2023, 1, 5))
+    before = store.read("gas_cube")
+    store.write("hourly_archive", late.with_columns(source=pl.lit("archive")))
+    summary = refresh_gas_cube(store, start=late_lo, end=late_hi)
+    refreshed = store.read("gas_cube")
+    assert summary.gas_days >= 2
+    assert set(refreshed.filter(pl.col("period") == "year")["year"].to_list()) == {2022, 2023}
+    assert not refreshed.equals(before)
+    build_gas_cube(store, start=dt.date(2022, 12, 27), end=dt.date(2023, 1, 5))
+    assert_cubes_equal(refreshed, store.read("gas_cube"))
