@@ -838,6 +838,10 @@ def _run_on_store(
     return rollup_hourly(reader, directory, companies, engine=engine, chunk_days=31, **common)  # type: ignore[arg-type]
 
 
+#: Inserts of at least this many cells drop DuckDB's insertion order (parallel row groups).
+_PARALLEL_INSERT_CELLS: Final = 100_000
+
+
 def _replace_cells(store: Store, cells: pl.DataFrame, where: Mapping[str, Sequence[object]] | None = None) -> None:
     """Delete the cells matching ``where`` (all if None) and store ``cells``, atomically.
 
@@ -861,13 +865,17 @@ def _replace_cells(store: Store, cells: pl.DataFrame, where: Mapping[str, Sequen
         if cells.height:
             name = "askug_gas_cube_cells"
             con.register(name, cells.to_arrow())
-            # cells have no order to keep: without it DuckDB writes row groups in parallel
-            (keep,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0]
-            con.execute("SET preserve_insertion_order = false")
+            # cells have no order to keep: without it DuckDB writes the row groups of a
+            # big insert (a full build) in parallel; a refresh's few cells skip the toggle
+            big = cells.height >= _PARALLEL_INSERT_CELLS
+            keep = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0] if big else None
+            if big:
+                con.execute("SET preserve_insertion_order = false")
             try:
                 con.execute(f"INSERT INTO gas_cube ({cols}) SELECT {cols} FROM {name}")
             finally:
-                con.execute(f"SET preserve_insertion_order = {'true' if keep else 'false'}")
+                if big:
+                    con.execute(f"SET preserve_insertion_order = {'true' if keep else 'false'}")
                 con.unregister(name)
 
 
