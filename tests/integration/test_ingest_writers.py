@@ -186,7 +186,7 @@ def test_same_unit_sessions_over_two_writers_store_exactly_once(
 def test_the_rate_limit_is_shared_by_the_writers(
     pg_store: Any, service: tuple[IngestService, list[_Recorder]], tmp_path: Path
 ) -> None:
-    svc, recorders = service
+    svc, _recorders = service
     assert svc.tcp is not None
     fleet = small_fleet(pg_store, tmp_path / "sim", meters=10, days=1)
     unit = next(u for u in fleet.units if u.profile == "household-nb")

@@ -4,6 +4,7 @@ fake landing), the shared rate-limit book and ``Landing.writers`` (on the embedd
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -133,7 +134,7 @@ def test_rounds_of_two_writers_are_staggered_under_a_trickle() -> None:
             f.result(10)
     finally:
         worker.stop()
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)][3:]  # after the average settled
+    gaps = [b - a for a, b in itertools.pairwise(starts)][3:]  # after the average settled
     assert gaps and min(gaps) > 0.06, gaps
     assert len(starts) <= 20 < len(futures) / 5
     assert _Landing.most_busy == 2
