@@ -850,18 +850,63 @@ def _replace_cells(store: Store, cells: pl.DataFrame, where: Mapping[str, Sequen
     path (unique + sort on a nine-column key + anti-join) cost more than the whole
     aggregation.  Elsewhere the generic :meth:`Store.replace`.
     """
+    _replace_levels(store, [(cells, where or {})])
+
+
+def _or_clause(wheres: Sequence[Mapping[str, Sequence[object]]]) -> tuple[str, list[object]]:
+    """`` WHERE (a IN (…) AND b IN (…)) OR (…)`` for DuckDB from several ``where`` dicts
+    ("" when one of them is empty: everything).  Plain value lists, not the store's
+    ``IN (SELECT unnest(?))``: under an ``OR`` those become a join each and the
+    statement scanned the cube several times over."""
+    parts: list[str] = []
+    params: list[object] = []
+    for where in wheres:
+        if not where:
+            return "", []
+        ands = []
+        for col, values in where.items():
+            vals = list(values)
+            if not vals:
+                ands.append("false")
+                continue
+            ands.append(f'"{col}" IN ({", ".join("?" * len(vals))})')
+            params.extend(vals)
+        parts.append("(" + " AND ".join(ands) + ")")
+    return " WHERE " + " OR ".join(parts), params
+
+
+def _read_levels(store: Store, wheres: Sequence[Mapping[str, Sequence[object]]]) -> pl.DataFrame:
+    """The stored cells matching any of ``wheres``: one statement on the embedded store
+    (each costs a few ms there, and a refresh reads several levels), in turn elsewhere."""
     from warehouse._duckdb import DuckDBStore
 
     t = TABLES["gas_cube"]
     if not isinstance(store, DuckDBStore):
-        store.replace("gas_cube", cells, where=where)
+        return pl.concat([store.read("gas_cube", where=w) for w in wheres])
+    clause, params = _or_clause(wheres)
+    cols = ", ".join(f'"{c}"' for c in t.schema)
+    frame = pl.from_arrow(store.connection.sql(f"SELECT {cols} FROM gas_cube{clause}", params=params).to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(pl.col(c).cast(dtype) for c, dtype in t.schema.items())
+
+
+def _replace_levels(store: Store, parts: Sequence[tuple[pl.DataFrame, Mapping[str, Sequence[object]]]]) -> None:
+    """Several :func:`_replace_cells` in one transaction: on the embedded store one delete
+    (the ``where`` dicts OR-ed) and one insert, elsewhere one replace each."""
+    from warehouse._duckdb import DuckDBStore
+
+    t = TABLES["gas_cube"]
+    if not isinstance(store, DuckDBStore):
+        with store.transaction():
+            for frame, where in parts:
+                store.replace("gas_cube", frame, where=dict(where) or None)
         return
-    if cells.schema != t.schema:
-        cells = validate_frame(cells, t)
+    cells = pl.concat([f if f.schema == t.schema else validate_frame(f, t) for f, _ in parts])
+    clause, params = _or_clause([w for _, w in parts])
     con = store.connection
     cols = ", ".join(f'"{c}"' for c in t.schema)
     with store.transaction():
-        store._delete(t, where or {})
+        con.execute(f"DELETE FROM gas_cube{clause}", params)
         if cells.height:
             name = "askug_gas_cube_cells"
             con.register(name, cells.to_arrow())
@@ -975,15 +1020,16 @@ def refresh_gas_cube(
         _replace_cells(store, cells, where={"gas_day": days})
         # Narrow reads of the stored day cells of the touched months (the new ones among
         # them), month cells of their years and year cells; the chain day → month → year →
-        # all → grand total is then re-derived in memory and each level is rewritten
-        # with one delete and one insert.
+        # all → grand total is then re-derived in memory and the levels are rewritten
+        # together (one delete and one insert on the embedded store).
         month_numbers = sorted({m for _, m in months})
-        stored = pl.concat(
+        stored = _read_levels(
+            store,
             [  # day cells of the touched months (a superset when they span years), month cells of their years
-                store.read("gas_cube", where={"period": ["day"], "year": years, "month": month_numbers}),
-                store.read("gas_cube", where={"period": ["month"], "year": years}),
-                store.read("gas_cube", where={"period": ["year"]}),
-            ]
+                {"period": ["day"], "year": years, "month": month_numbers},
+                {"period": ["month"], "year": years},
+                {"period": ["year"]},
+            ],
         ).with_columns(pl.col("year").cast(pl.Int16), pl.col("month").cast(pl.Int8))
         by_period = {p: stored.filter(pl.col("period") == p) for p in ("day", "month", "year")}
         new_months = _reaggregate(by_period["day"].join(touched, on=["year", "month"], how="semi"), "month", dim_cols)
@@ -996,10 +1042,15 @@ def refresh_gas_cube(
         )
         new_all = _reaggregate(year_cells, "all", dim_cols)
         total = _reaggregate(new_all.filter(pl.col("dims") == "company"), "all", dim_cols, total=True)
-        _replace_cells(store, month_cells.select(cols), where={"period": ["month"], "year": years})
-        _replace_cells(store, new_years.select(cols), where={"period": ["year"], "year": years})
-        _replace_cells(store, new_all.select(cols), where={"period": ["all"]})
-        _replace_cells(store, total.select(cols), where={"dims": [""]})
+        _replace_levels(
+            store,
+            [
+                (month_cells.select(cols), {"period": ["month"], "year": years}),
+                (new_years.select(cols), {"period": ["year"], "year": years}),
+                (new_all.select(cols), {"period": ["all"]}),
+                (total.select(cols), {"dims": [""]}),
+            ],
+        )
         written += new_months.height + new_years.height + new_all.height + total.height
     return GasCubeSummary(
         cells=written, hourly_rows=rows, gas_days=len(days), seconds=time.perf_counter() - started, engine=engine
