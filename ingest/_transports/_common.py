@@ -2,17 +2,18 @@
 
 The **landing worker** owns the threads that talk to the database: ``writers`` threads
 (default 1 here; the service uses 2 on PostgreSQL), each with its own ``Landing`` and so
-its own connection, all pulling rounds from one queue.  Every transport hands it
-packets (``submit``) and gets back a future of their outcomes; a writer drains the
-queue into one ``Landing.submit`` call per round, so many MQTT messages, TCP
-connections and UDP datagrams share one large, sorted COPY batch and one commit.  While
-one writer commits round *k* the next round piles up (natural batching: large batches
-under load, low latency when quiet) and the other writer prepares it: one writer's
-Python work (decoding, checks, building the COPY payloads) overlaps the other's time
-in PostgreSQL.  Landing serialises concurrent batches of one unit on its registry row
-lock, so frames of one unit may go to either writer.  Other database calls the
-transports need (credential checks, pending downlink commands) run on a writer thread
-through ``call`` / ``call_landing``, between that writer's rounds.
+its own connection and its own queue.  Every transport hands it packets (``submit``)
+and gets back a future of their outcomes; each packet goes to the writer its unit
+hashes to (a batch of many units is split per writer), and a writer drains its queue
+into one ``Landing.submit`` call per round, so many MQTT messages, TCP connections and
+UDP datagrams share one large, sorted COPY batch and one commit.  While one writer
+commits round *k* its next round piles up (natural batching: large batches under load,
+low latency when quiet) and the other writer lands its own: one writer's Python work
+(decoding, checks, building the COPY payloads) overlaps the other's time in
+PostgreSQL, and as no unit is on both writers they never wait for each other's unit
+row locks.  Other database calls the transports need (pending downlink commands; TCP
+ident checks on DuckDB) run on a writer thread through ``call`` / ``call_landing``,
+between that writer's rounds.
 
 **Server frames** (server → unit) are built by ``ingest._decode.encode_server`` (the
 binary envelope with profile code 0 and a CRC-32; a unit decodes them with
