@@ -765,7 +765,7 @@ class Landing:
             # of partitions); an hour derived from a register ends at its reading, so the
             # hour before the first counts too.
             received = [_us(w.packet.received_at) for w in work]
-            floor = min(received) - _us(_EPOCH + self.policy.late_window) - 3_600_000_000
+            floor = min(received) - self.policy.late_window // dt.timedelta(microseconds=1) - 3_600_000_000
             ceiling = max(received) + int(self.policy.clock_flag_s * 1_000_000)
             lo = max(floor, min(a for a, _ in spans) - 3_600_000_000)
             hi = min(ceiling, max(b for _, b in spans))

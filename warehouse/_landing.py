@@ -555,16 +555,21 @@ def _pg_ensure_partitions(store: Store, conn: Any, table: str, frame: pl.DataFra
     *DuplicateTable*.  The call runs under a savepoint and is repeated once: by then the
     cache is fresh and the partition is seen.
     """
-    import psycopg
-
     if getattr(store, "variant", None) != "plain":
         return
-    months = frame.get_column("ts").dt.truncate("1mo").unique().to_list()
+    _ensure_months(conn, table, frame.get_column("ts").dt.truncate("1mo").unique().to_list())
+
+
+def _ensure_months(conn: Any, table: str, months: Sequence[dt.datetime]) -> None:
+    """``askug_ensure_partitions`` under a savepoint of the open transaction, repeated
+    once on *DuplicateTable* (see :func:`_pg_ensure_partitions`)."""
+    import psycopg
+
     try:
-        with conn.transaction():  # a savepoint inside the batch's transaction
-            conn.execute(PG_ENSURE_PARTITIONS, [table, months])
+        with conn.transaction():
+            conn.execute(PG_ENSURE_PARTITIONS, [table, list(months)])
     except psycopg.errors.DuplicateTable:
-        conn.execute(PG_ENSURE_PARTITIONS, [table, months])
+        conn.execute(PG_ENSURE_PARTITIONS, [table, list(months)])
 
 
 #: Partitioned tables landing writes (plain PostgreSQL variant).
@@ -591,17 +596,9 @@ def prepare_partitions(store: Store, lo: dt.datetime, hi: dt.datetime) -> None:
     while first <= hi:
         months.append(first)
         first = dt.datetime(first.year + first.month // 12, first.month % 12 + 1, 1, tzinfo=dt.UTC)
-    import psycopg
-
-    with store.connection() as conn:  # type: ignore[attr-defined]
+    with store.connection() as conn, conn.transaction():  # type: ignore[attr-defined]
         for table in LANDING_PARTITIONED:
-            try:
-                with conn.transaction():
-                    conn.execute(PG_ENSURE_PARTITIONS, [table, months])
-            except psycopg.errors.DuplicateTable:
-                # another writer made it meanwhile (see _pg_ensure_partitions): now it is seen
-                with conn.transaction():
-                    conn.execute(PG_ENSURE_PARTITIONS, [table, months])
+            _ensure_months(conn, table, months)
 
 
 def _prepared(name: str, frame: pl.DataFrame | None) -> pl.DataFrame | None:

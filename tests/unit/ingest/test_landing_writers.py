@@ -8,7 +8,6 @@ import itertools
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -20,16 +19,8 @@ from ingest._transports.udp import UdpConfig
 from ingest._wire import Packet, Reason
 from ingest.errors import IngestError
 from tests.unit.ingest.test_landing import NOW, JsonRegistry, packet, store  # noqa: F401 - fixture
+from tests.unit.ingest.test_transport_common import _Outcome
 from warehouse import Store
-
-
-@dataclass
-class _Outcome:
-    status: str
-    device_id: str | None
-    counter: int | None
-    reason: Any
-    readings: int
 
 
 class _Landing:
