@@ -57,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +308,7 @@ def _copy_on(dsn: str, payload: bytes, fmt: str, barrier: Any = None, record: st
         return seconds
 
 
-def measure_copy(prep: Prepared, admin: Any, stores: list[Any]) -> dict[str, Any]:
+def measure_copy(prep: Prepared, admin: Any, stores: list[Any], before: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """The raw COPY ceiling: CSV and binary on one connection, and 2 connections in parallel.
 
     Each on a fresh database (the same empty ``readings`` table, partitions made).
@@ -323,6 +324,7 @@ def measure_copy(prep: Prepared, admin: Any, stores: list[Any]) -> dict[str, Any
         stores.append(store)
         prep.register(store)
         _make_partitions(dsn, months)
+        before()
         out[fmt] = _copy_on(dsn, _copy_payloads(frame, fmt)[0], fmt, record=f"copy_{fmt}")
     best = "binary" if out["binary"] <= out["csv"] else "csv"
     out["best"], out["best_format"] = out[best], best
@@ -337,6 +339,7 @@ def measure_copy(prep: Prepared, admin: Any, stores: list[Any]) -> dict[str, Any
     while 0 < cut < frame.height and devices[cut] == devices[cut - 1]:
         cut += 1
     payloads = [_copy_payloads(part, best)[0] for part in (frame.head(cut), frame.slice(cut))]
+    before()
     barrier = threading.Barrier(len(payloads) + 1, timeout=120)  # a failed thread breaks it, never hangs
     errors: list[BaseException] = []
 
@@ -517,29 +520,88 @@ def measure_mqtt(
     return {"seconds": seconds, "peak_mb": peak, "messages": len(messages)}
 
 
+#: The benchmark's PostgreSQL runs as a server on this machine would be set up for a write
+#: load (the test clusters' 128 MB of shared buffers and 1 GB of WAL between checkpoints
+#: are sized for a unit-test run): 2 GB of buffers (1/12 of RAM; the usual advice is up to
+#: 1/4) and checkpoints spaced by 8 GB of WAL or 30 min.  Every step, the ceiling included,
+#: runs on the same server, and ``--pg-setting`` overrides any of these.
+PG_SETTINGS: dict[str, str] = {"shared_buffers": "2GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
+
+
+def _checkpoint(pg: Any) -> None:
+    """Flush the cluster before a timed step, so none inherits the previous one's dirty pages."""
+    import psycopg
+
+    with psycopg.connect(pg.dsn("postgres"), autocommit=True) as con:
+        con.execute("CHECKPOINT")
+
+
+def one_round(prep: Prepared, pg: Any, admin: Any, broker: Any, tmp: Path, args: Any, stores: list[Any]) -> dict[str, Any]:
+    """Every step once, each on a fresh database after a CHECKPOINT; seconds, peaks, rows, CPU."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"copy": measure_copy(prep, admin, stores, before=lambda: _checkpoint(pg))}
+
+    def fresh() -> tuple[Any, str]:
+        store, dsn, _ = _fresh_store(admin)
+        stores.append(store)
+        prep.register(store)
+        _checkpoint(pg)
+        return store, dsn
+
+    store, _ = fresh()
+    out["landing"] = measure_landing(prep, store, batch=args.landing_batch)
+    out["landing_rows"] = store.count("readings")
+    store, _ = fresh()
+    out["landing_writers"] = measure_landing_writers(prep, store, batch=args.landing_batch, writers=args.writers)
+    out["landing_writers_rows"] = store.count("readings")
+    store, dsn = fresh()
+    out["tcp"] = measure_tcp(prep, dsn, tmp, connections=args.connections, daily=args.sessions, writers=args.writers)
+    out["tcp_rows"] = store.count("readings")
+    store, dsn = fresh()
+    out["mqtt"] = measure_mqtt(prep, dsn, store, broker.url, broker.port, tmp, publishers=args.publishers, writers=args.writers)
+    out["mqtt_rows"] = store.count("readings")
+    out["cpu"] = dict(_CPU[0].results)
+    for s in stores:
+        with contextlib.suppress(Exception):
+            s.close()
+    stores.clear()
+    return out
+
+
 def main() -> None:
+    import statistics
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meters", type=int, default=2000, help="metering points to simulate (default 2000)")
     parser.add_argument("--days", type=int, default=30, help="days of hourly archive per unit (default 30; ≥ 7)")
-    parser.add_argument("--connections", type=int, default=64, help="concurrent TCP sessions (default 64)")
+    parser.add_argument("--connections", type=int, default=256, help="concurrent TCP sessions (default 256)")
     parser.add_argument("--publishers", type=int, default=2, help="MQTT publisher clients (default 2)")
     parser.add_argument("--sessions", type=int, default=1000, help="daily sessions in the drain sample (default 1000)")
     parser.add_argument("--landing-batch", type=int, default=250, help="frames per Landing.submit call in the landing-alone step (default 250)")
     parser.add_argument("--writers", type=int, default=2, help="landing writer threads of the services and the N-writer landing step (default 2)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every step, interleaved; the figures are medians (default 3)")
+    parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a PostgreSQL server setting over the bench's defaults (repeatable), e.g. shared_buffers=128MB")  # fmt: skip
     parser.add_argument("--rounds", action="store_true", help="run the services with debug logs and print their landing rounds (batch sizes)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 100 meters × 7 days, 100 daily sessions")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100 meters × 7 days, 100 daily sessions, 1 round")
     args = parser.parse_args()
     if args.rounds:
         _ROUNDS.append(True)
     if args.quick:
-        args.meters, args.days, args.sessions, args.connections = 100, 7, 100, 16
+        args.meters, args.days, args.sessions, args.connections, args.repeat = 100, 7, 100, 16, 1
+    settings = dict(PG_SETTINGS)
+    for item in args.pg_setting:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            parser.error(f"--pg-setting wants NAME=VALUE, got {item!r}")
+        settings[name.strip()] = value.strip()
 
     from ingest import SimulationConfig, simulate
     from tests._servers import MosquittoServer, PostgresServer
     from tests.conftest import PgDatabases
 
     tmp = Path(tempfile.mkdtemp(prefix="askug-bench-ingest-"))
-    pg = PostgresServer().start()
+    pg = PostgresServer(settings=settings).start()
     broker = MosquittoServer().start()
     stores: list[Any] = []
     _CPU.append(CpuMeter(pg, broker))
@@ -552,42 +614,32 @@ def main() -> None:
         readings = len(prep.rows)
         print(f"prepared {len(prep.fleet.units):,} units, {n_frames:,} frames, {readings:,} readings "
               f"(+{prep.archive_rows:,} corrector archive records) in {time.perf_counter() - t:.1f} s")  # fmt: skip
+        print(f"PostgreSQL: {', '.join(f'{k}={v}' for k, v in settings.items())} (plus the test cluster's: fsync, "
+              f"synchronous_commit and full_page_writes off); {args.writers} landing writers, {args.connections} TCP sessions,"
+              f" {args.repeat} interleaved round{'s' if args.repeat > 1 else ''}, medians below")  # fmt: skip
 
-        copy = measure_copy(prep, admin, stores)
-        rows = copy["rows"]
-
-        land_store, _, _ = _fresh_store(admin)
-        stores.append(land_store)
-        prep.register(land_store)
-        land_s = measure_landing(prep, land_store, batch=args.landing_batch)
-        land_rows = land_store.count("readings")
-
-        nland_store, _, _ = _fresh_store(admin)
-        stores.append(nland_store)
-        prep.register(nland_store)
-        nland_s = measure_landing_writers(prep, nland_store, batch=args.landing_batch, writers=args.writers)
-        nland_rows = nland_store.count("readings")
-
-        tcp_store, tcp_dsn, _ = _fresh_store(admin)
-        stores.append(tcp_store)
-        prep.register(tcp_store)
-        tcp = measure_tcp(prep, tcp_dsn, tmp, connections=args.connections, daily=args.sessions, writers=args.writers)
-        tcp_rows = tcp_store.count("readings")
-
-        mqtt_store, mqtt_dsn, _ = _fresh_store(admin)
-        stores.append(mqtt_store)
-        prep.register(mqtt_store)
-        mq = measure_mqtt(prep, mqtt_dsn, mqtt_store, broker.url, broker.port, tmp, publishers=args.publishers, writers=args.writers)
-        mqtt_rows = mqtt_store.count("readings")
-
-        copy_rate = rows / copy["best"]
-        tcp_rate = readings / tcp["seconds"]
-        mqtt_rate = readings / mq["seconds"]
-        par_rate = rows / copy["parallel"]
-        sessions_per_s = tcp["daily_sessions"] / tcp["daily_seconds"] if tcp["daily_seconds"] else float("nan")
+        rounds: list[dict[str, Any]] = []
         w = args.writers
+        for k in range(args.repeat):
+            r = one_round(prep, pg, admin, broker, tmp / f"round{k + 1}", args, stores)
+            rounds.append(r)
+            c = r["copy"]
+            ceiling = c["rows"] / c["best"]
+            print(f"  round {k + 1}: ceiling {ceiling:,.0f}/s ({c['best_format']}) · TCP {readings / r['tcp']['seconds']:,.0f}/s"
+                  f" = {readings / r['tcp']['seconds'] / ceiling:.2f}× · MQTT {readings / r['mqtt']['seconds']:,.0f}/s", flush=True)  # fmt: skip
+        rows = rounds[0]["copy"]["rows"]
+
+        def med(fn: Callable[[dict[str, Any]], float]) -> float:
+            return statistics.median(fn(r) for r in rounds)
+
+        copy_rate = med(lambda r: rows / r["copy"]["best"])
+        tcp_rate = med(lambda r: readings / r["tcp"]["seconds"])
+        mqtt_rate = med(lambda r: readings / r["mqtt"]["seconds"])
+        tcp_ratio = med(lambda r: (readings / r["tcp"]["seconds"]) / (rows / r["copy"]["best"]))
+        par_rate = med(lambda r: rows / r["copy"]["parallel"])
+        formats = [r["copy"]["best_format"] for r in rounds]
         print()
-        print(f"{'path':<42}{'readings':>12}{'seconds':>10}{'readings/s':>14}{'vs COPY':>10}{'peak RSS MB':>13}")
+        print(f"{'path (medians of ' + str(len(rounds)) + ')':<42}{'readings':>12}{'seconds':>10}{'readings/s':>14}{'vs COPY':>10}{'peak RSS MB':>13}")
 
         def line(name: str, n: int, sec: float, mb: float | None = None) -> None:
             rate = n / sec
@@ -595,45 +647,51 @@ def main() -> None:
             print(f"{name:<42}{n:>12,}{sec:>10.2f}{rate:>14,.0f}{rate / copy_rate:>10.2f}{peak}")
 
         for fmt in ("csv", "binary"):
-            mark = " (ceiling)" if fmt == copy["best_format"] else ""
-            line(f"raw COPY, {fmt}, 1 connection{mark}", rows, copy[fmt])
-        line("Landing.submit alone", readings, land_s)
-        line(f"Landing.submit, {w} writer{'s' if w > 1 else ''}", readings, nland_s)
-        line(f"TCP ingest service, {w} writer{'s' if w > 1 else ''}", readings, tcp["seconds"], tcp["peak_mb"])
-        line(f"MQTT ingest service, {w} writer{'s' if w > 1 else ''}", readings, mq["seconds"], mq["peak_mb"])
-        line(f"(info) raw COPY, {copy['best_format']}, 2 connections", rows, copy["parallel"])
-        print(f"  stored readings: landing {land_rows:,}, {w}-writer landing {nland_rows:,}, TCP {tcp_rows:,}, MQTT {mqtt_rows:,}")
-        print(f"  ceiling = the faster single-connection COPY ({copy['best_format']}, {copy_rate:,.0f}/s); COPY over 2 parallel"
+            line(f"raw COPY, {fmt}, 1 connection", rows, statistics.median(r["copy"][fmt] for r in rounds))
+        line("raw COPY ceiling (faster of the two)", rows, med(lambda r: r["copy"]["best"]))
+        line("Landing.submit alone", readings, med(lambda r: r["landing"]))
+        line(f"Landing.submit, {w} writer{'s' if w > 1 else ''}", readings, med(lambda r: r["landing_writers"]))
+        line(f"TCP ingest service, {w} writer{'s' if w > 1 else ''}", readings, med(lambda r: r["tcp"]["seconds"]), med(lambda r: r["tcp"]["peak_mb"]))
+        line(f"MQTT ingest service, {w} writer{'s' if w > 1 else ''}", readings, med(lambda r: r["mqtt"]["seconds"]), med(lambda r: r["mqtt"]["peak_mb"]))
+        line(f"(info) raw COPY, {formats[-1]}, 2 connections", rows, med(lambda r: r["copy"]["parallel"]))
+        stored = {k: sorted({r[k] for r in rounds}) for k in ("landing_rows", "landing_writers_rows", "tcp_rows", "mqtt_rows")}
+        print(f"  stored readings: landing {stored['landing_rows']}, {w}-writer landing {stored['landing_writers_rows']},"
+              f" TCP {stored['tcp_rows']}, MQTT {stored['mqtt_rows']}")  # fmt: skip
+        print(f"  ceiling = the faster single-connection COPY of each round ({', '.join(formats)}); COPY over 2 parallel"
               f" connections reached {par_rate:,.0f}/s = {par_rate / copy_rate:.2f}× that ceiling"
               f" (TCP is {tcp_rate / par_rate:.2f}× and MQTT {mqtt_rate / par_rate:.2f}× of it)")  # fmt: skip
         print()
-        print("CPU seconds per million readings while each step ran (cores busy = all CPU / wall; the machine has"
+        print("CPU seconds per million readings while each step ran, medians (cores busy = all CPU / wall; the machine has"
               f" {os.cpu_count()}):")  # fmt: skip
         print(f"  {'step':<34}{'PostgreSQL':>11}{'service':>9}{'broker':>8}{'bench':>8}{'all':>8}{'cores busy':>12}")
         labels = {"copy_csv": "raw COPY, csv", "copy_binary": "raw COPY, binary", "landing": "Landing.submit alone",
                   "landing_writers": f"Landing.submit, {w} writers", "tcp": "TCP service (+ clients)",
                   "mqtt": "MQTT service (+ broker, publishers)"}  # fmt: skip
+        parts_of = ("postgres", "service", "broker", "bench")
         for key, label in labels.items():
-            r = _CPU[0].results.get(key)
-            if not r:
+            got = [r["cpu"][key] for r in rounds if key in r["cpu"]]
+            if not got:
                 continue
             n = rows if key.startswith("copy") else readings
-            parts = [r["postgres"], r["service"], r["broker"], r["bench"]]
-            per = [1e6 * v / n for v in parts]
+            per = [statistics.median(1e6 * g[p] / n for g in got) for p in parts_of]
+            busy = statistics.median(sum(g[p] for p in parts_of) / g["wall"] for g in got)
             print(f"  {label:<34}" + "".join(f"{v:>{wd}.2f}" for v, wd in zip(per, (11, 9, 8, 8), strict=True))
-                  + f"{sum(per):>8.2f}{sum(parts) / r['wall']:>12.2f}")  # fmt: skip
+                  + f"{sum(per):>8.2f}{busy:>12.2f}")  # fmt: skip
         print()
-        print(f"daily sessions over TCP: {tcp['daily_sessions']:,} in {tcp['daily_seconds']:.2f} s = {sessions_per_s:,.0f} sessions/s;"
+        sessions_per_s = med(lambda r: r["tcp"]["daily_sessions"] / r["tcp"]["daily_seconds"])
+        print(f"daily sessions over TCP: {rounds[0]['tcp']['daily_sessions']:,} per round, {sessions_per_s:,.0f} sessions/s;"
               f" 100,000 units' daily sessions drain in ≈ {100_000 / sessions_per_s / 60:.1f} min (projected from this sample)")  # fmt: skip
         if args.rounds:
-            print(f"TCP landing rounds: {_round_sizes(tmp / 'tcp.log')}")
-            print(f"MQTT landing rounds: {_round_sizes(tmp / 'mqtt.log')}")
-        print(f"goals: TCP ≥ 0.5 × COPY: {'met' if tcp_rate >= 0.5 * copy_rate else 'NOT met'} ({tcp_rate / copy_rate:.2f});"
-              f" MQTT ≥ 100,000 readings/s: {'met' if mqtt_rate >= 100_000 else 'NOT met'} ({mqtt_rate:,.0f})")  # fmt: skip
+            for k in range(len(rounds)):
+                print(f"round {k + 1} TCP landing rounds: {_round_sizes(tmp / f'round{k + 1}' / 'tcp.log')}")
+                print(f"round {k + 1} MQTT landing rounds: {_round_sizes(tmp / f'round{k + 1}' / 'mqtt.log')}")
+        ratios = ", ".join(f"{(readings / r['tcp']['seconds']) / (rows / r['copy']['best']):.2f}" for r in rounds)
+        print(f"goals: TCP ≥ 0.5 × COPY: {'met' if tcp_ratio >= 0.5 else 'NOT met'} (median of the rounds' ratios {tcp_ratio:.2f}: {ratios});"
+              f" MQTT ≥ 100,000 readings/s: {'met' if mqtt_rate >= 100_000 else 'NOT met'} (median {mqtt_rate:,.0f})")  # fmt: skip
         print(f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; logs in {tmp}")
-        if {tcp_rows, mqtt_rows, land_rows, nland_rows} != {readings}:
-            print(f"WARNING: stored {land_rows:,} (landing) / {nland_rows:,} ({w}-writer landing) / {tcp_rows:,} (TCP)"
-                  f" / {mqtt_rows:,} (MQTT) readings of {readings:,} sent")  # fmt: skip
+        short = {k: v for k, v in stored.items() if v != [readings]}
+        if short:
+            print(f"WARNING: stored readings differ from the {readings:,} sent: {short}")
     finally:
         for s in stores:
             with contextlib.suppress(Exception):

@@ -109,6 +109,8 @@ class PostgresServer:
     port: int = field(default_factory=free_port)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="askug-pg-")))
     user: str = "postgres"
+    #: extra server settings (``name → value``), after the defaults below (they win)
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def datadir(self) -> Path:
@@ -163,6 +165,7 @@ class PostgresServer:
                 "-c max_connections=200",
                 "-c shared_buffers=128MB",
                 "-c TimeZone=UTC",
+                *[f"-c {name}={value}" for name, value in self.settings.items()],
             ]
         )
         self._run(

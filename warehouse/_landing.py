@@ -100,7 +100,7 @@ PG_COPY_DIRECT: Final = "COPY {table} ({cols}) FROM STDIN (FORMAT binary)"
 PG_HAS_LZ4: Final = (
     "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
 )
-PG_LZ4: Final = "SET LOCAL default_toast_compression = 'lz4'"
+PG_LZ4: Final = "SET default_toast_compression = 'lz4'"
 PG_INSERT_RAW: Final = (
     "INSERT INTO raw_packets ({cols}) SELECT {cols} FROM {stage} ORDER BY sha256 "
     "ON CONFLICT DO NOTHING RETURNING sha256"
@@ -486,10 +486,15 @@ def _cols(cols: Sequence[str]) -> str:
 
 def _pg_stage(conn: Any, table: str, frame: pl.DataFrame) -> str:
     """COPY ``frame`` (already in ``table``'s contract) into the staging table of ``table``."""
+    from warehouse._postgres import made
+
     stage = f"askug_land_{table}"
-    # Not cached per connection: a staging table created in a batch that rolled back is
-    # gone again, and IF NOT EXISTS is one catalog lookup.
-    conn.execute(PG_CREATE_STAGE.format(stage=stage, table=table))
+    # Created once per connection (a round trip saved per table and batch); the store
+    # forgets it when a transaction rolls back, which takes a table made in it along.
+    known = made(None, conn)
+    if stage not in known:
+        conn.execute(PG_CREATE_STAGE.format(stage=stage, table=table))
+        known.add(stage)
     _pg_copy(conn, PG_COPY_STAGE.format(stage=stage, cols=_cols(frame.columns)), frame)
     return stage
 
@@ -532,13 +537,19 @@ def _pg_insert_new(store: Store, conn: Any, table: str, data: pl.DataFrame, stag
 
 
 def _pg_lz4(store: Store, conn: Any) -> None:
-    """Compress this transaction's TOASTed values (raw packet bytes) with lz4 if possible."""
+    """Compress the TOASTed values (raw packet bytes) this connection writes with lz4 if possible."""
     has = _lz4.get(store)
     if has is None:
         row = conn.execute(PG_HAS_LZ4).fetchone()
         has = _lz4[store] = bool(row and row[0])
-    if has:
+    if not has:
+        return
+    from warehouse._postgres import made
+
+    known = made(None, conn)
+    if "lz4" not in known:  # a session setting: once per connection
         conn.execute(PG_LZ4)
+        known.add("lz4")
 
 
 _lz4: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
@@ -557,7 +568,12 @@ def _pg_ensure_partitions(store: Store, conn: Any, table: str, frame: pl.DataFra
     """
     if getattr(store, "variant", None) != "plain":
         return
-    _ensure_months(conn, table, frame.get_column("ts").dt.truncate("1mo").unique().to_list())
+    from warehouse._postgres import made
+
+    known = made(store)
+    months = [m for m in frame.get_column("ts").dt.truncate("1mo").unique().to_list() if (table, m) not in known]
+    if months:
+        _ensure_months(conn, table, months)
 
 
 def _ensure_months(conn: Any, table: str, months: Sequence[dt.datetime]) -> None:
@@ -596,9 +612,20 @@ def prepare_partitions(store: Store, lo: dt.datetime, hi: dt.datetime) -> None:
     while first <= hi:
         months.append(first)
         first = dt.datetime(first.year + first.month // 12, first.month % 12 + 1, 1, tzinfo=dt.UTC)
+    from warehouse._postgres import made
+
+    # Months made (committed) before are skipped: this is a transaction and 3 function
+    # calls per batch otherwise.  Only a committed month is remembered, so a batch never
+    # skips a partition another writer's open transaction is still making.
+    known = made(store)
+    todo = {t: [m for m in months if (t, m) not in known] for t in LANDING_PARTITIONED}
+    if not any(todo.values()):
+        return
     with store.connection() as conn, conn.transaction():  # type: ignore[attr-defined]
-        for table in LANDING_PARTITIONED:
-            _ensure_months(conn, table, months)
+        for table, missing in todo.items():
+            if missing:
+                _ensure_months(conn, table, missing)
+    known.update((t, m) for t, missing in todo.items() for m in missing)
 
 
 def _prepared(name: str, frame: pl.DataFrame | None) -> pl.DataFrame | None:

@@ -20,6 +20,7 @@ import datetime as dt
 import io
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -244,6 +245,10 @@ class PostgresStore(Store):
             try:
                 with conn.transaction():
                     yield
+            except BaseException:
+                # What this transaction made (temp tables, partitions) is gone again.
+                forget_made(self, conn)
+                raise
             finally:
                 self._local.conn = None
 
@@ -378,6 +383,35 @@ class PostgresStore(Store):
 
 
 # --- helpers ------------------------------------------------------------------------------
+#: Objects landing made and knows exist: per store (monthly partitions, shared by every
+#: connection) and per connection (temporary staging tables).  Both are forgotten when a
+#: transaction of the store rolls back, since what it made is gone with it.
+_MADE_BY_STORE: weakref.WeakKeyDictionary[Any, set[object]] = weakref.WeakKeyDictionary()
+_MADE_ON_CONN: weakref.WeakKeyDictionary[Any, set[object]] = weakref.WeakKeyDictionary()
+_MADE_LOCK = threading.Lock()
+
+
+def made(store: Any, conn: Any = None) -> set[object]:
+    """The set of things known to exist for ``store`` (``conn`` given: on that connection).
+
+    Callers add to it after making an object and skip the statement when it is there.
+    """
+    book, key = (_MADE_ON_CONN, conn) if conn is not None else (_MADE_BY_STORE, store)
+    with _MADE_LOCK:
+        found = book.get(key)
+        if found is None:
+            found = book[key] = set()
+        return found
+
+
+def forget_made(store: Any, conn: Any = None) -> None:
+    """Forget what :func:`made` knows of ``store`` (and of ``conn``)."""
+    with _MADE_LOCK:
+        for book, key in ((_MADE_BY_STORE, store), (_MADE_ON_CONN, conn)):
+            if key is not None and key in book:
+                book[key].clear()
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
     # UTC sessions: psycopg returns timestamptz in the session zone.
     conn.execute("SET TimeZone = 'UTC'")

@@ -136,6 +136,22 @@ def test_failed_batch_commits_nothing(store: PostgresStore, monkeypatch: pytest.
     assert out[0].status == "stored"
 
 
+def test_landing_remembers_its_partitions_and_survives_a_dropped_one(store: PostgresStore) -> None:
+    from warehouse._postgres import made
+
+    assert store.variant == "plain"  # the test cluster has no TimescaleDB: native monthly partitions
+    landing = Landing(store, REG)
+    assert landing.submit([Packet(frame("D0000001", 1, 0, [1.0, 2.0]), "udp", NOW)])[0].status == "stored"
+    # the months landing made are remembered, so the next batches skip making them
+    assert ("readings", T0) in made(store)
+    with store.connection() as conn:  # an operator drops the month (retention) under the running service
+        conn.execute("DROP TABLE readings_p202401")
+    out = landing.submit([Packet(frame("D0000002", 1, 0, [5.0, 6.0]), "udp", NOW)])
+    assert out[0].status == "stored"  # the DEFAULT partition takes the rows: nothing fails, nothing is lost
+    assert store.count("readings") == 2
+    assert store.read("readings").get_column("device_id").to_list() == ["D0000002", "D0000002"]
+
+
 def test_reprocess_after_a_profile_fix(store: PostgresStore, tmp_path: Path) -> None:
     # A unit of a new type (profile code 0x7701) calls before its profile file exists.
     text = (SHIPPED_PROFILES / "household-nb.toml").read_text(encoding="utf-8")
