@@ -20,8 +20,8 @@ broker is a throwaway Mosquitto; both come from ``tests/_servers.py``):
    frames in batches of ``--landing-batch`` frames (a transport round), no network:
    what one database thread of the service can do at best.  Then **Landing.submit, N
    writers**: ``--writers`` threads, each with its own ``Landing``
-   (``Landing.writers``), pulling those batches from one queue (what the service's
-   landing worker does), on another fresh database.
+   (``Landing.writers``) landing the units that hash to it (the service's one unit,
+   one writer rule), on another fresh database.
 4. **TCP**: ``askug ingest serve --writers N`` runs as its own process; ``--connections``
    concurrent unit sessions (ident, then all frames, then wait for every ack).  Time
    from the first byte to the last ack; readings/s = readings rows stored / that time.
@@ -392,31 +392,28 @@ def measure_landing(prep: Prepared, store: Any, *, batch: int) -> float:
 
 
 def measure_landing_writers(prep: Prepared, store: Any, *, batch: int, writers: int) -> float:
-    """Seconds ``writers`` threads with a ``Landing`` each take for every frame, pulling
-    ``batch``-frame batches from one queue (what the service's landing worker does)."""
-    import queue
+    """Seconds ``writers`` threads with a ``Landing`` each take for every frame, each
+    landing the units that hash to it (``crc32(device_id) % writers``, the service's
+    one unit, one writer rule) in ``batch``-frame calls."""
     import threading
+    import zlib
 
     from ingest._landing import Landing
 
-    packets = _packets(prep)
-    todo: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
-    for i in range(0, len(packets), batch):
-        todo.put(packets[i : i + batch])
+    own: list[list[Any]] = [[] for _ in range(writers)]
+    for p in _packets(prep):
+        own[zlib.crc32(p.device_id.encode()) % writers].append(p)
     errors: list[BaseException] = []
 
-    def work(landing: Landing) -> None:
+    def work(landing: Landing, packets: list[Any]) -> None:
         try:
-            while True:
-                try:
-                    part = todo.get_nowait()
-                except queue.Empty:
-                    return
-                _check_stored(landing.submit(part))
+            for i in range(0, len(packets), batch):
+                _check_stored(landing.submit(packets[i : i + batch]))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(x,)) for x in Landing(store, prep.registry).writers(writers)]
+    landings = Landing(store, prep.registry).writers(writers)
+    threads = [threading.Thread(target=work, args=(x, part)) for x, part in zip(landings, own, strict=True)]
     before = _snap()
     t = time.perf_counter()
     for th in threads:
