@@ -232,7 +232,7 @@ class LandingWorker:
         few milliseconds turn a trickle of single packets into batches.
     max_linger_s
         With several writers: the longest a round gathers while another writer is
-        committing (see Notes).
+        committing (see Notes).  The default equals ``linger_s``: staggering is off.
     retries
         ``submit`` attempts per round before the round's futures fail (the database is
         unreachable); the transports then do not acknowledge and the units resend.
@@ -252,14 +252,17 @@ class LandingWorker:
     with every unit on one writer they never wait for each other, and one unit's jobs
     commit in the order they were queued.
 
-    **Staggered rounds.**  When no other writer is committing, a writer commits after
-    ``linger_s``, as a single writer does.  When others are committing it keeps
-    gathering until ``1/writers`` of a typical round's time (a moving average) after the
-    latest of them started, at most ``max_linger_s``, or until the round is full: the
-    writers' rounds then follow each other at even intervals and overlap (one in Python
-    while another waits for the database), instead of a free writer taking every job as
-    it comes and paying a round's fixed cost (a dozen statements and a commit) for a few
-    packets.
+    **Staggered rounds** (``max_linger_s`` above ``linger_s``).  When no other writer is
+    committing, a writer commits after ``linger_s``, as a single writer does.  When
+    others are committing it keeps gathering until ``1/writers`` of a typical round's
+    time (a moving average) after the latest of them started, at most ``max_linger_s``,
+    or until the round is full: the writers' rounds then follow each other at even
+    intervals, instead of a free writer taking every job as it comes and paying a
+    round's fixed cost for a few packets.  Off by default since landing remembers its
+    partitions and staging tables (a round's fixed cost fell): under TCP load on 2 cores
+    the gathering writer left a core idle, and the TCP service sustained 82–92k readings/s
+    with it against 90–119k without it (3 paired runs of ``bench/ingest_throughput.py``'s
+    TCP step).
     """
 
     def __init__(
@@ -269,7 +272,7 @@ class LandingWorker:
         max_batch: int = 20_000,
         max_batch_bytes: int = 2_000_000,
         linger_s: float = 0.005,
-        max_linger_s: float = 0.5,
+        max_linger_s: float | None = None,
         retries: int = 4,
         stats: TransportStats | None = None,
     ) -> None:
@@ -281,7 +284,7 @@ class LandingWorker:
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
         self.linger_s = linger_s
-        self.max_linger_s = max(linger_s, max_linger_s)
+        self.max_linger_s = linger_s if max_linger_s is None else max(linger_s, max_linger_s)
         self.retries = retries
         self.stats = stats or TransportStats()
         self._queues: list[queue.SimpleQueue[_SubmitJob | _CallJob | None]] = [queue.SimpleQueue() for _ in landings]

@@ -112,7 +112,7 @@ def test_rounds_of_two_writers_are_staggered_under_a_trickle() -> None:
             starts.append(time.monotonic())
             return super().submit(packets)
 
-    worker = LandingWorker([_Timed(delay=0.2), _Timed(delay=0.2)], linger_s=0.005).start()
+    worker = LandingWorker([_Timed(delay=0.2), _Timed(delay=0.2)], linger_s=0.005, max_linger_s=0.5).start()
     futures = []
     try:
         t_end = time.monotonic() + 1.6
