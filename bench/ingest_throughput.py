@@ -1,8 +1,11 @@
 """Ingest benchmark: readings/s from simulated units into PostgreSQL through TCP and MQTT,
 next to the raw COPY ceiling measured in the same run.
 
-Steps (each on its own fresh, migrated database of one throwaway PostgreSQL cluster; the
-broker is a throwaway Mosquitto; both come from ``tests/_servers.py``):
+Steps (each on its own fresh, migrated database of one throwaway PostgreSQL cluster, set
+up for a write load (``PG_SETTINGS``, ``--pg-setting``), after a ``CHECKPOINT``; the broker
+is a throwaway Mosquitto; both come from ``tests/_servers.py``).  Steps 2–7 run
+``--repeat`` times, interleaved, because this machine's speed drifts within minutes; every
+figure printed is a median, and the goal ratio is the median of each round's own ratio:
 
 1. **simulate** ``--meters`` metering points × ``--days`` days, register the units (low
    scrypt cost), and pre-encode every unit's archive backlog with its device profile
@@ -39,6 +42,7 @@ Usage::
     .venv/bin/python bench/ingest_throughput.py            # 2,000 meters × 30 days (~1.5 M readings)
     .venv/bin/python bench/ingest_throughput.py --quick    # 100 meters × 7 days: a smoke run
     .venv/bin/python bench/ingest_throughput.py --writers 1 --rounds   # one landing writer, round sizes
+    .venv/bin/python bench/ingest_throughput.py --repeat 5             # 5 interleaved rounds
 """
 
 from __future__ import annotations
