@@ -238,13 +238,23 @@ class RateBook:
         self._times: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
-    def count(self, device_id: str, at: float) -> int:
-        """Frames of ``device_id`` in the minute up to ``at`` (receive time, epoch s)."""
+    def count(self, device_id: str, at: float, extra: Sequence[float] = ()) -> int:
+        """The most frames of ``device_id`` (with ``extra`` times) in any minute that
+        contains ``at`` (receive times, epoch s).
+
+        Not just the minute up to ``at``: a frame can land after frames received later
+        than it (a retried round, another transport), and those count too.
+        """
         with self._lock:
-            times = self._times.get(device_id)
-            if not times:
-                return 0
-            return bisect.bisect_right(times, at) - bisect.bisect_right(times, at - 60.0)
+            kept = self._times.get(device_id) or []
+            near = kept[bisect.bisect_right(kept, at - 60.0) : bisect.bisect_left(kept, at + 60.0)]
+        times = sorted([*near, *(t for t in extra if at - 60.0 < t < at + 60.0)])
+        if not times:
+            return 0
+        # a minute (e - 60, e] contains ``at`` for e in [at, at + 60); its count only
+        # changes at a frame's time, so try e = at and e = each time after ``at``
+        ends = [at, *times[bisect.bisect_right(times, at) :]]
+        return max(bisect.bisect_right(times, e) - bisect.bisect_right(times, e - 60.0) for e in ends)
 
     def reserve(self, times: Mapping[str, Sequence[float]]) -> None:
         """Count these receive times per unit; forget each unit's times a minute older
@@ -666,9 +676,7 @@ class Landing:
         return None
 
     def _rate_ok(self, device_id: str, at: float, pending: Mapping[str, list[float]]) -> bool:
-        n = self.rate.count(device_id, at)
-        n += sum(1 for t in pending.get(device_id, ()) if at - 60.0 < t <= at)
-        return n < self.policy.max_frames_per_minute
+        return self.rate.count(device_id, at, pending.get(device_id, ())) < self.policy.max_frames_per_minute
 
     def _classify(
         self,

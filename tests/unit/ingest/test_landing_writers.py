@@ -210,6 +210,27 @@ def test_rate_book_counts_reserves_and_releases() -> None:
     assert book.count("D1", 200.0) == 1
 
 
+def test_rate_book_counts_frames_received_after_the_one_being_landed() -> None:
+    """A frame that lands after frames received later than it (a retried round) still
+    counts them: the most frames in any minute that contains it, not only the minute
+    up to it (the old count let 18 frames of a unit through a limit of 12)."""
+    book = RateBook()
+    book.reserve({"D1": [30.0, 40.0, 50.0]})
+    assert book.count("D1", 0.0) == 3  # the minute (-10, 50] holds them all
+    assert book.count("D1", -20.0) == 1  # (-30, 30] is the fullest minute around -20
+    assert book.count("D1", 100.0) == 1  # (40, 100] holds 50 only; 40 is over a minute before 100
+    assert book.count("D1", 0.0, extra=[5.0, 70.0]) == 4  # the batch's own times count too
+
+
+def test_a_late_landed_frame_cannot_exceed_the_rate(store: Store) -> None:  # noqa: F811
+    landing = Landing(store, JsonRegistry(), EdgePolicy(max_frames_per_minute=3))
+    late = [packet(i, [(i, float(i))], received=NOW + dt.timedelta(seconds=30 + 10 * i)) for i in range(1, 4)]
+    assert [o.status for o in landing.submit(late)] == ["stored"] * 3
+    early = packet(9, [(9, 9.0)], received=NOW + dt.timedelta(seconds=5))  # received first, landed last
+    out = landing.submit([early])[0]
+    assert out.status == "quarantined" and out.reason == Reason.OVERSIZED
+
+
 def test_writers_share_the_rate_book_and_have_their_own_shards(store: Store) -> None:  # noqa: F811
     class _Pg:  # Landing.writers only needs a PostgreSQL store's backend name here
         backend = "postgres"
