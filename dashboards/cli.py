@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -435,7 +435,35 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+#: ``askug ingest`` commands that run a collection service.
+SERVICE_COMMANDS: Final = frozenset({"serve", "mqtt", "tcp", "udp"})
+#: Threads of polars' pool in a collection service (unless ``POLARS_MAX_THREADS`` is set).
+SERVICE_POLARS_THREADS: Final = 1
+
+
+def _service_env(argv: Sequence[str]) -> None:
+    """Before anything imports polars: a collection service runs polars on one thread.
+
+    Polars reads ``POLARS_MAX_THREADS`` once, when it is first imported (building the
+    parser already imports it).  A landing round's frames are a few ten thousand rows;
+    a pool on every core gains little on them and takes CPU from PostgreSQL, the other
+    half of the service (see ``ingest/README.md``, *Throughput*).
+    """
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    pre.add_argument("--dsn")
+    pre.add_argument("--db")
+    pre.add_argument("-v", "--verbose", action="store_true")
+    pre.add_argument("words", nargs=argparse.REMAINDER)
+    try:
+        words = pre.parse_known_args(list(argv))[0].words
+    except argparse.ArgumentError:
+        return  # the real parser reports it
+    if len(words) >= 2 and words[0] == "ingest" and words[1] in SERVICE_COMMANDS:
+        os.environ.setdefault("POLARS_MAX_THREADS", str(SERVICE_POLARS_THREADS))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _service_env(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -185,6 +185,7 @@ class IngestService:
                 tcp=self.tcp.port if self.tcp else "off",
                 udp=self.udp.port if self.udp else "off",
                 writers=self.worker.writers,
+                polars_threads=_polars_threads(),
             )
             self._ready.set()
             if on_ready is not None:
@@ -287,3 +288,9 @@ def resolve_writers(store: Any, writers: int | None) -> int:
         )
     return writers
 
+
+def _polars_threads() -> int:
+    """Threads of polars' pool in this process (``askug ingest`` sets 1, see ``dashboards.cli``)."""
+    import polars as pl
+
+    return int(pl.thread_pool_size())

@@ -115,6 +115,8 @@ def test_faults_with_broker_and_service_killed_mid_stream(pg_databases: Any, tmp
         service.start()
         # its first subscription creates the persistent session; wait for it (and the autosave)
         assert _wait_log(tmp_path / "ingest.log", '"event": "mqtt_subscribed"', 60)
+        # `askug ingest` runs polars' pool on one thread: the other core is PostgreSQL's
+        assert '"polars_threads": 1' in (tmp_path / "ingest.log").read_text()
         time.sleep(1.5)
 
         faults = FaultRates(resend=0.10, out_of_order=0.05, truncated=0.02, corrupted=0.01, replayed=0.01, unknown_device=0.01, clock_skew=0.005, drift=0.02)

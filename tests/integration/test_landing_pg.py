@@ -8,6 +8,7 @@ import datetime as dt
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -136,20 +137,43 @@ def test_failed_batch_commits_nothing(store: PostgresStore, monkeypatch: pytest.
     assert out[0].status == "stored"
 
 
-def test_landing_remembers_its_partitions_and_survives_a_dropped_one(store: PostgresStore) -> None:
+def test_landing_remembers_its_partitions_and_survives_a_dropped_one(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from warehouse import _landing as wl
     from warehouse._postgres import made
 
     assert store.variant == "plain"  # the test cluster has no TimescaleDB: native monthly partitions
+    copies: list[str] = []
+    real = wl._pg_copy
+
+    def recording(conn: Any, statement: str, frame: Any) -> None:
+        copies.append(statement.split(" (")[0])
+        real(conn, statement, frame)
+
+    monkeypatch.setattr(wl, "_pg_copy", recording)
     landing = Landing(store, REG)
     assert landing.submit([Packet(frame("D0000001", 1, 0, [1.0, 2.0]), "udp", NOW)])[0].status == "stored"
-    # the months landing made are remembered, so the next batches skip making them
+    # the months landing made are remembered, so the next batches skip making them, and
+    # new rows are COPYed straight into the month's partition (no routing per row)
     assert ("readings", T0) in made(store)
+    assert "COPY readings_p202401" in copies and "COPY readings" not in copies
     with store.connection() as conn:  # an operator drops the month (retention) under the running service
         conn.execute("DROP TABLE readings_p202401")
+    copies.clear()
     out = landing.submit([Packet(frame("D0000002", 1, 0, [5.0, 6.0]), "udp", NOW)])
     assert out[0].status == "stored"  # the DEFAULT partition takes the rows: nothing fails, nothing is lost
+    readings = [c for c in copies if c.startswith("COPY readings")]
+    assert readings == ["COPY readings_p202401", "COPY readings"]  # the partition is gone: through the parent
     assert store.count("readings") == 2
     assert store.read("readings").get_column("device_id").to_list() == ["D0000002", "D0000002"]
+    assert ("readings", T0) not in made(store)
+    # the next batch makes the month again, which moves the parked rows into it
+    out = landing.submit([Packet(frame("D0000001", 2, 2, [7.0, 8.0]), "udp", NOW)])
+    assert out[0].status == "stored"
+    with store.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM readings_p202401").fetchone() == (4,)
+        assert conn.execute("SELECT count(*) FROM readings_default").fetchone() == (0,)
 
 
 def test_reprocess_after_a_profile_fix(store: PostgresStore, tmp_path: Path) -> None:

@@ -296,6 +296,30 @@ def test_cli_refuses_parallel_writers_on_duckdb(tmp_path: Any, capfd: pytest.Cap
     assert "--writers 2: the duckdb store has a single writer; use --writers 1" in " ".join(out.split())
 
 
+@pytest.mark.parametrize(
+    ("argv", "threads"),
+    [
+        (["--dsn", "postgresql:///x", "ingest", "tcp", "--port", "5020"], "1"),
+        (["-v", "ingest", "serve", "--tcp-port", "1"], "1"),
+        (["--db", "a.duckdb", "ingest", "mqtt", "--url", "mqtt://h"], "1"),
+        (["ingest", "stats"], None),
+        (["quarantine", "list"], None),
+        (["report", "--group", "ingest", "udp"], None),
+    ],
+)
+def test_service_commands_run_polars_on_one_thread(monkeypatch: pytest.MonkeyPatch, argv: list[str], threads: str | None) -> None:
+    import os
+
+    from dashboards.cli import _service_env
+
+    monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
+    _service_env(argv)
+    assert os.environ.get("POLARS_MAX_THREADS") == threads
+    monkeypatch.setenv("POLARS_MAX_THREADS", "3")  # the operator's setting wins
+    _service_env(argv)
+    assert os.environ["POLARS_MAX_THREADS"] == "3"
+
+
 class _Recording(_Landing):
     """Also records the devices of every packet it landed, in order."""
 
