@@ -34,7 +34,8 @@ The goal line also prints the ratio to the COPY before the step alone.
    concurrent unit sessions (ident, then all frames, then wait for every ack).  Time
    from the first byte to the last ack; readings/s = readings rows stored / that time.
 5. **MQTT**: the same frames published with QoS 1 to ``askug/up/<id>`` by
-   ``--publishers`` clients; time until landing has stored them all.
+   ``--publishers`` clients, each publishing whole units, a unit's frames in order (as
+   the unit itself would); time until landing has stored them all.
 6. **peak memory** (VmHWM) of the ingest service process after each run.
 7. **daily sessions**: ``--sessions`` units each call in once over TCP with one day (24
    hourly records, one frame) — a full session each (connect, ident, frame, ack); the
@@ -515,8 +516,12 @@ def measure_mqtt(
 
     svc = Service(dsn, mqtt_url=broker_url, tcp_port=0, log=tmp / "mqtt.log", writers=writers)
     svc.wait_ready("mqtt_subscribed")
-    messages = [(u.device_id, raw) for u in prep.fleet.units for raw in prep.frames[u.device_id]]
-    chunks = [messages[i::publishers] for i in range(publishers)]
+    # Each publisher sends whole units, each unit's frames in order, as a unit on its own
+    # connection does (MQTT keeps one client's QoS 1 messages in order).  Dealing every
+    # other frame of a unit to another publisher made a unit's frames arrive out of
+    # order: its earlier hours then landed as late data through the staged upsert.
+    chunks = [[(u.device_id, raw) for u in prep.fleet.units[i::publishers] for raw in prep.frames[u.device_id]] for i in range(publishers)]
+    messages = [m for chunk in chunks for m in chunk]
 
     def publish(chunk: list[tuple[str, bytes]], k: int) -> None:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{k}")
