@@ -767,10 +767,14 @@ def _pg_write(store: Store, rows: LandingRows) -> None:
             )
             edge = data.filter(first)
             rest = data.filter(~first)
-            stage = _pg_stage(conn, "hourly_archive", edge)
-            conn.execute(upsert.format(stage=stage))
+            if edge.height > max(LATE_PROBE_MIN, LATE_PROBE_PER_METER * len(meters)):
+                edge, rest = _late_hours_split(conn, edge, rest)
+            if edge.height:
+                stage = _pg_stage(conn, "hourly_archive", edge)
+                conn.execute(upsert.format(stage=stage))
             if rest.height:
-                conn.execute(f"DELETE FROM {stage}")  # the fallback below reuses the staging table
+                if edge.height:
+                    conn.execute(f"DELETE FROM {stage}")  # the fallback below reuses the staging table
                 _pg_insert_new(store, conn, "hourly_archive", rest, upsert)
         for name, frame, query in (
             ("device_counters", rows.device_counters, SQL_UPSERT_COUNTERS),
@@ -790,6 +794,45 @@ def _pg_write(store: Store, rows: LandingRows) -> None:
                     rows.acks["at"].to_list(),
                 ],
             )
+
+
+#: More hours than this before the meters' latest stored hours (and more than
+#: :data:`LATE_PROBE_PER_METER` per meter) make a batch look up which of them are stored.
+LATE_PROBE_MIN: Final = 500
+#: An in-order batch re-derives at most ~25 hours per meter before its latest stored
+#: hour (the register context, see :func:`register_context`); far more is late data.
+LATE_PROBE_PER_METER: Final = 48
+PG_STORED_HOURS: Final = """
+SELECT h.meter_id, h.ts
+FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS m(meter_id, lo, hi)
+JOIN hourly_archive h ON h.meter_id = m.meter_id AND h.ts >= m.lo AND h.ts <= m.hi"""
+
+
+def _late_hours_split(conn: Any, edge: pl.DataFrame, rest: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Late data: of the hours before the meters' latest stored hours, only those that
+    are stored take the upsert; the others join the straight COPY.
+
+    A unit's older frames landing after its newer ones (a resend, a backlog from another
+    path) put all their hours before the latest stored one.  Taken through the staged
+    ``ON CONFLICT DO UPDATE`` they cost about three times a straight COPY per row, yet
+    most are new.  One look-up per meter (its span of such hours) finds the stored
+    ones; the rest are COPYed like new hours (a key another writer stored meanwhile
+    still makes that COPY fall back to the upsert, as always).
+    """
+    spans = edge.group_by("meter_id").agg(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"))
+    stored = pl.DataFrame(
+        conn.execute(
+            PG_STORED_HOURS,
+            [spans["meter_id"].to_list(), spans["lo"].to_list(), spans["hi"].to_list()],
+        ).fetchall(),
+        schema={"meter_id": pl.String, "ts": pl.Datetime("us", "UTC")},
+        orient="row",
+    )
+    if stored.height == edge.height:
+        return edge, rest
+    known = edge.join(stored, on=["meter_id", "ts"], how="semi", maintain_order="left")
+    new = edge.join(stored, on=["meter_id", "ts"], how="anti", maintain_order="left")
+    return known, pl.concat([new, rest]).sort("meter_id", "ts")
 
 
 # --- binary COPY -----------------------------------------------------------------------------

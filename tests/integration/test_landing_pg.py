@@ -176,6 +176,41 @@ def test_landing_remembers_its_partitions_and_survives_a_dropped_one(
         assert conn.execute("SELECT count(*) FROM readings_default").fetchone() == (0,)
 
 
+def test_late_frames_land_their_new_hours_straight(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit's older frame landing after its newer one: its hours (all before the
+    latest stored hour) end as if the frames had come in order, and the new ones take
+    the straight COPY, not the upsert."""
+    from warehouse import _landing as wl
+
+    monkeypatch.setattr(wl, "LATE_PROBE_MIN", 10)
+    monkeypatch.setattr(wl, "LATE_PROBE_PER_METER", 5)
+    copies: list[tuple[str, int]] = []
+    real = wl._pg_copy
+
+    def recording(conn: Any, statement: str, frame: Any) -> None:
+        copies.append((statement.split(" (")[0], frame.height))
+        real(conn, statement, frame)
+
+    monkeypatch.setattr(wl, "_pg_copy", recording)
+    older = [100.0 + 0.5 * i for i in range(50)]  # hours -60 … -11
+    newer = [125.0 + 0.25 * i for i in range(11)]  # hours -10 … 0
+    landing = Landing(store, REG)
+    # D0000001 (meter M1): newer first, then older; D0000002 (M2): in order
+    assert landing.submit([Packet(frame("D0000001", 2, -10, newer), "udp", NOW)])[0].status == "stored"
+    assert landing.submit([Packet(frame("D0000002", 1, -60, older), "udp", NOW)])[0].status == "stored"
+    assert landing.submit([Packet(frame("D0000002", 2, -10, newer), "udp", NOW)])[0].status == "stored"
+    copies.clear()
+    assert landing.submit([Packet(frame("D0000001", 1, -60, older), "udp", NOW)])[0].status == "stored"
+    hours = store.read("hourly_archive").sort("meter_id", "ts")
+    m1 = hours.filter(pl.col("meter_id") == "M1").drop("meter_id")
+    m2 = hours.filter(pl.col("meter_id") == "M2").drop("meter_id")
+    assert m1.height == 60  # hours -60 … -1, closed by the next reading
+    assert m1.equals(m2)
+    straight = sum(n for table, n in copies if table.startswith("COPY hourly_archive_p"))
+    staged = sum(n for table, n in copies if table == "COPY askug_land_hourly_archive")
+    assert straight >= 49 and staged <= 1, copies
+
+
 def test_reprocess_after_a_profile_fix(store: PostgresStore, tmp_path: Path) -> None:
     # A unit of a new type (profile code 0x7701) calls before its profile file exists.
     text = (SHIPPED_PROFILES / "household-nb.toml").read_text(encoding="utf-8")
