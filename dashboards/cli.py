@@ -447,7 +447,7 @@ def _service_env(argv: Sequence[str]) -> None:
     Polars reads ``POLARS_MAX_THREADS`` once, when it is first imported (building the
     parser already imports it).  A landing round's frames are a few ten thousand rows;
     a pool on every core gains little on them and takes CPU from PostgreSQL, the other
-    half of the service (see ``ingest/README.md``, *Throughput*).
+    half of the service (see ``ingest/README.md``, *Polars on one thread*).
     """
     pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     pre.add_argument("--dsn")
