@@ -336,20 +336,16 @@ def measure_copy(prep: Prepared, admin: Any, stores: list[Any], before: Callable
     """The raw COPY ceiling: CSV and binary on one connection, and 2 connections in parallel.
 
     Each on a fresh database (the same empty ``readings`` table, partitions made).
-    Returns ``{"rows", "csv", "binary", "best", "best_format", "parallel"}`` (seconds).
+    Returns ``{"rows", "csv", "binary", "best", "best_format", "parallel"}`` (seconds),
+    and ``"frame"``: the rows, for the COPY again after the TCP step.
     """
     import threading
 
     frame = _copy_frame(prep)
     months = frame.get_column("ts").dt.truncate("1mo").unique().to_list()
-    out: dict[str, Any] = {"rows": frame.height}
+    out: dict[str, Any] = {"rows": frame.height, "frame": frame}
     for fmt in ("csv", "binary"):
-        store, dsn, _ = _fresh_store(admin)
-        stores.append(store)
-        prep.register(store)
-        _make_partitions(dsn, months)
-        before()
-        out[fmt] = _copy_on(dsn, _copy_payloads(frame, fmt)[0], fmt, record=f"copy_{fmt}")
+        out[fmt] = _copy_fresh(prep, admin, stores, frame, fmt, before, record=f"copy_{fmt}")
     best = "binary" if out["binary"] <= out["csv"] else "csv"
     out["best"], out["best_format"] = out[best], best
     # 2 connections, half the rows each (split between units, as two writers would be)
@@ -388,17 +384,17 @@ def measure_copy(prep: Prepared, admin: Any, stores: list[Any], before: Callable
     return out
 
 
-def measure_copy_again(prep: Prepared, admin: Any, stores: list[Any], fmt: str, before: Callable[[], None] = lambda: None) -> float:
-    """One more single-connection COPY of the same rows in ``fmt`` on a fresh database (seconds):
-    taken right after the TCP step, it brackets that step with the one before it."""
-    frame = _copy_frame(prep)
-    months = frame.get_column("ts").dt.truncate("1mo").unique().to_list()
+def _copy_fresh(
+    prep: Prepared, admin: Any, stores: list[Any], frame: Any, fmt: str, before: Callable[[], None], record: str | None = None
+) -> float:
+    """One single-connection COPY of ``frame`` in ``fmt`` on a fresh database with its
+    ``readings`` partitions made (seconds, timed part only)."""
     store, dsn, _ = _fresh_store(admin)
     stores.append(store)
     prep.register(store)
-    _make_partitions(dsn, months)
+    _make_partitions(dsn, frame.get_column("ts").dt.truncate("1mo").unique().to_list())
     before()
-    return _copy_on(dsn, _copy_payloads(frame, fmt)[0], fmt)
+    return _copy_on(dsn, _copy_payloads(frame, fmt)[0], fmt, record=record)
 
 
 def _bracket(r: dict[str, Any]) -> float:
@@ -430,7 +426,12 @@ def wait_for_quiet(max_steal: float, patience_s: float, *, sample_s: float = 5.0
 def _stolen(r: dict[str, Any], step: str) -> float:
     """The share of the cores' time stolen by the hypervisor while ``step`` of round ``r`` ran."""
     g = r.get("cpu", {}).get(step)
-    return g.get("steal", 0.0) / (g["wall"] * (os.cpu_count() or 1)) if g else 0.0
+    return _steal_share(g) if g else 0.0
+
+
+def _steal_share(g: dict[str, float]) -> float:
+    """Stolen CPU seconds of a CPU record over the cores' time of its wall clock."""
+    return g.get("steal", 0.0) / (g["wall"] * (os.cpu_count() or 1))
 
 
 def _packets(prep: Prepared) -> list[Any]:
@@ -630,7 +631,8 @@ def one_round(prep: Prepared, pg: Any, admin: Any, broker: Any, tmp: Path, args:
     store, dsn = fresh()
     out["tcp"] = measure_tcp(prep, dsn, tmp, connections=args.connections, daily=args.sessions, writers=args.writers)
     out["tcp_rows"] = store.count("readings")
-    out["copy"]["after"] = measure_copy_again(prep, admin, stores, out["copy"]["best_format"], before=lambda: _checkpoint(pg))
+    c = out["copy"]
+    c["after"] = _copy_fresh(prep, admin, stores, c.pop("frame"), c["best_format"], lambda: _checkpoint(pg))
     store, dsn = fresh()
     out["mqtt"] = measure_mqtt(prep, dsn, store, broker.url, broker.port, tmp, publishers=args.publishers, writers=args.writers)
     out["mqtt_rows"] = store.count("readings")
@@ -759,7 +761,7 @@ def main() -> None:
             n = rows if key.startswith("copy") else readings
             per = [statistics.median(1e6 * g[p] / n for g in got) for p in parts_of]
             busy = statistics.median(sum(g[p] for p in parts_of) / g["wall"] for g in got)
-            stolen = statistics.median(g.get("steal", 0.0) / (g["wall"] * (os.cpu_count() or 1)) for g in got)
+            stolen = statistics.median(_steal_share(g) for g in got)
             print(f"  {label:<34}" + "".join(f"{v:>{wd}.2f}" for v, wd in zip(per, (11, 9, 8, 8), strict=True))
                   + f"{sum(per):>8.2f}{busy:>12.2f}{stolen:>8.0%}")  # fmt: skip
         print()

@@ -539,13 +539,12 @@ def _pg_insert_new(store: Store, conn: Any, table: str, data: pl.DataFrame, stag
             except psycopg.errors.UndefinedTable:
                 if attempt or all(t == table for t, _ in targets):
                     raise
-                # a partition was dropped under the service: forget what is known of
-                # the table's months (the next batch makes them again) and go through
-                # the parent, which routes the rows (to the DEFAULT partition if need be)
-                from warehouse._postgres import made
+                # a partition was dropped under the service: forget the partitions known
+                # (the next batch checks and makes them again) and go through the
+                # parent, which routes the rows (to the DEFAULT partition if need be)
+                from warehouse._postgres import forget_made
 
-                known = made(store)
-                known.difference_update({k for k in list(known) if isinstance(k, tuple) and k[0] == table})
+                forget_made(store)
     else:
         skip[table] -= 1
     stage = _pg_stage(conn, table, data)
@@ -573,16 +572,10 @@ def _direct_targets(
     first, last = month.min(), month.max()
     if first == last and isinstance(first, dt.datetime):
         return [(f"{table}_p{first:%Y%m}" if (table, first) in known else table, data)]
-    out: list[tuple[str, pl.DataFrame]] = []
-    rest = pl.Series(np.ones(data.height, dtype=bool))
-    for m in month.unique().sort().to_list():
-        if (table, m) in known:
-            inside = month == m
-            out.append((f"{table}_p{m:%Y%m}", data.filter(inside)))
-            rest = rest & ~inside
-    if rest.any():
-        out.append((table, data.filter(rest)))
-    return out
+    parts = [m for m in month.unique().sort().to_list() if (table, m) in known]
+    out = [(f"{table}_p{m:%Y%m}", data.filter(month == m)) for m in parts]
+    rest = data.filter(~month.is_in(parts))
+    return out + [(table, rest)] if rest.height else out
 
 
 def _pg_lz4(store: Store, conn: Any) -> None:
@@ -828,8 +821,6 @@ def _late_hours_split(conn: Any, edge: pl.DataFrame, rest: pl.DataFrame) -> tupl
         schema={"meter_id": pl.String, "ts": pl.Datetime("us", "UTC")},
         orient="row",
     )
-    if stored.height == edge.height:
-        return edge, rest
     known = edge.join(stored, on=["meter_id", "ts"], how="semi", maintain_order="left")
     new = edge.join(stored, on=["meter_id", "ts"], how="anti", maintain_order="left")
     return known, pl.concat([new, rest]).sort("meter_id", "ts")
