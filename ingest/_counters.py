@@ -75,7 +75,8 @@ def readings_to_hourly(
         The ``hourly_archive`` contract: ``meter_id``, ``ts`` (UTC start of the hour),
         ``volume_m3`` (standard conditions), ``volume_work_m3`` (correctors),
         ``pressure_kpa`` and ``temperature_c`` (hourly means, correctors), ``quality``
-        and ``source = "register"``, in no particular order.
+        and ``source = "register"``, sorted by ``meter_id`` and ``ts`` when each
+        metering point has one device.
 
     Examples
     --------
@@ -89,11 +90,14 @@ def readings_to_hourly(
     >>> readings_to_hourly(r, d).sort("ts")["volume_m3"].to_list()
     [1.5, 1.0]
     """
-    dev = devices.select(
-        "device_id",
-        "meter_id",
-        pl.col("counter_modulus_m3").cast(pl.Float64),
-    ).filter(pl.col("meter_id").is_not_null())
+    # Integer keys inside: a device is its row in ``dev``, a channel its code in
+    # ``_CHANNEL_CODE``.  Sorting and joining on them costs a fraction of string keys.
+    dev = (
+        devices.select("device_id", "meter_id", pl.col("counter_modulus_m3").cast(pl.Float64))
+        .filter(pl.col("meter_id").is_not_null())
+        .sort("meter_id", "device_id")  # device codes in meter order: the output is sorted by them
+        .with_row_index("dev")
+    )
     # A reading already flagged suspect (e.g. sent by a unit whose clock drifted, see
     # ingest.Landing) makes the hours it bounds suspect, like a late reading.
     flagged = (
@@ -101,51 +105,68 @@ def readings_to_hourly(
         if "quality" in readings.columns
         else pl.lit(False)
     )
-    raw = readings.select(
-        "device_id", "channel", "ts", pl.col("value").cast(pl.Float64), flagged.alias("flagged")
-    ).filter(pl.col("device_id").is_in(dev.get_column("device_id").implode()))
-    reg = _snap(raw.filter(pl.col("channel").is_in(REGISTER_CHANNELS)), max_offset_s)
+    raw = _coded(readings, dev, pl.col("value").cast(pl.Float64), flagged.alias("flagged"))
+    reg = _snap(raw.filter(pl.col("ch") < len(REGISTER_CHANNELS)), max_offset_s)
     if previous is not None and previous.height:
         prev = _snap(
-            previous.select("device_id", "channel", "ts", pl.col("value").cast(pl.Float64)).filter(
-                pl.col("channel").is_in(REGISTER_CHANNELS)
-            ),
+            _coded(previous, dev, pl.col("value").cast(pl.Float64)).filter(pl.col("ch") < len(REGISTER_CHANNELS)),
             max_offset_s,
         ).with_columns(pl.lit(True).alias("is_prev"))
         reg = pl.concat([prev, reg.with_columns(pl.lit(False).alias("is_prev"))])
     else:
         reg = reg.with_columns(pl.lit(False).alias("is_prev"))
-    steps = _steps(reg.join(dev, on="device_id", how="left"), plausible_factor, min_plausible_m3h)
+    modulus = dev.select("dev", "counter_modulus_m3")
+    steps = _steps(reg.join(modulus, on="dev", how="left"), plausible_factor, min_plausible_m3h)
 
-    std = steps.filter(pl.col("channel") == STD_CHANNEL).select(
-        "device_id", "ts", pl.col("volume").alias("volume_m3"), pl.col("quality")
+    std = steps.filter(pl.col("ch") == 0).select("dev", "ts", pl.col("volume").alias("volume_m3"), "rank")
+    work = steps.filter(pl.col("ch") == 1).select(
+        "dev", "ts", pl.col("volume").alias("volume_work_m3"), pl.col("rank").alias("rank_work")
     )
-    work = steps.filter(pl.col("channel") == WORK_CHANNEL).select(
-        "device_id", "ts", pl.col("volume").alias("volume_work_m3"), pl.col("quality").alias("quality_work")
-    )
-    out = std.join(work, on=["device_id", "ts"], how="full", coalesce=True)
-    rank = pl.col("quality").replace_strict(_QUALITY_RANK, default=None, return_dtype=pl.Int8)
-    rank_w = pl.col("quality_work").replace_strict(_QUALITY_RANK, default=None, return_dtype=pl.Int8)
-    names = {v: k for k, v in _QUALITY_RANK.items()}
-    out = out.with_columns(
-        pl.max_horizontal(rank, rank_w).replace_strict(names, return_dtype=pl.String).alias("quality")
-    )
+    out = std.join(work, on=["dev", "ts"], how="full", coalesce=True) if work.height else std
+    rank = pl.max_horizontal("rank", "rank_work") if work.height else pl.col("rank")
+    out = out.with_columns(pl.lit(_QUALITIES).gather(rank).alias("quality"))
 
-    means = _snap(raw.filter(pl.col("channel").is_in(MEAN_CHANNELS)), max_offset_s, dedupe=False)
+    means = _snap(raw.filter(pl.col("ch") >= len(REGISTER_CHANNELS)), max_offset_s, dedupe=False)
     if means.height:
-        means = (
-            means.group_by("device_id", "hour", "channel")
-            .agg(pl.col("value").mean())
-            .pivot(on="channel", index=["device_id", "hour"], values="value")
-            .rename({"hour": "ts"})
-        )
-        out = out.join(means, on=["device_id", "ts"], how="left")
-    out = out.join(dev.select("device_id", "meter_id"), on="device_id", how="left").with_columns(
-        pl.lit("register").alias("source")
+        for code, name in enumerate(MEAN_CHANNELS, start=len(REGISTER_CHANNELS)):
+            mean = (
+                means.filter(pl.col("ch") == code)
+                .group_by("dev", "hour")
+                .agg(pl.col("value").mean().alias(name))
+                .rename({"hour": "ts"})
+            )
+            if mean.height:
+                out = out.join(mean, on=["dev", "ts"], how="left")
+    # Sorted by the integer keys, which is (meter_id, ts) order when each metering point
+    # has one device: the store then need not sort the hours by their string key.
+    out = out.with_columns((pl.col("dev").cast(pl.Int64) * (1 << 32) + pl.col("ts").dt.epoch("us") // _HOUR_US).alias("okey"))
+    if not _increasing(out, strict=False, col="okey"):
+        out = out.sort("okey")
+    out = out.with_columns(
+        pl.lit(dev.get_column("meter_id")).gather(pl.col("dev")).alias("meter_id"),
+        pl.lit("register").alias("source"),
     )
-    # No final sort: sorting 4 M string keys costs more than the rest, and the store
-    # sorts every batch by its key anyway.
     return validate_frame(out, "hourly_archive")
+
+
+#: Channel → integer code used inside (registers first, then the mean channels).
+_CHANNEL_CODE: Final = {c: i for i, c in enumerate((*REGISTER_CHANNELS, *MEAN_CHANNELS))}
+#: Quality by rank (the order of ``_QUALITY_RANK``).
+_QUALITIES: Final = pl.Series("quality", sorted(_QUALITY_RANK, key=_QUALITY_RANK.__getitem__), dtype=pl.String)
+
+
+def _coded(frame: pl.DataFrame, dev: pl.DataFrame, *values: pl.Expr) -> pl.DataFrame:
+    """``frame``'s rows of the channels used and the devices in ``dev``: integer ``dev``
+    and ``ch`` codes, ``ts`` and ``values``."""
+    code = pl.lit(None, dtype=pl.Int8)
+    for name, i in reversed(_CHANNEL_CODE.items()):
+        code = pl.when(pl.col("channel") == name).then(pl.lit(i, dtype=pl.Int8)).otherwise(code)
+    return (
+        frame.select("device_id", code.alias("ch"), "ts", *values)
+        .filter(pl.col("ch").is_not_null())
+        .join(dev.select("device_id", "dev"), on="device_id", how="inner")
+        .drop("device_id")
+    )
 
 
 def _snap(frame: pl.DataFrame, max_offset_s: float, *, dedupe: bool = True) -> pl.DataFrame:
@@ -163,23 +184,36 @@ def _snap(frame: pl.DataFrame, max_offset_s: float, *, dedupe: bool = True) -> p
         out = out.drop("flagged")
     if not dedupe:
         return out
-    # Sorted once; a row repeating the previous row's (device, channel, hour) is dropped,
-    # which keeps the reading closest to the hour (cheaper than ``unique``).
-    out = out.sort("device_id", "channel", "hour", "offset_us")
-    same = (
-        (pl.col("device_id") == pl.col("device_id").shift(1))
-        & (pl.col("channel") == pl.col("channel").shift(1))
-        & (pl.col("hour") == pl.col("hour").shift(1))
-    )
-    return out.filter(~same.fill_null(False))
+    # One integer sort key: (device, channel) series, then hour.  Rows already in key
+    # order with no repeated hour (landing hands them over so) need neither the sort
+    # nor the dedupe.  Otherwise sorted once, and a row repeating the previous row's
+    # key is dropped, which keeps the reading closest to the hour.
+    out = out.with_columns(_key().alias("key"))
+    if not _increasing(out, strict=True):
+        out = out.sort("key", "offset_us")
+        out = out.filter((pl.col("key") != pl.col("key").shift(1)).fill_null(True))
+    return out
+
+
+#: Sort key of a snapped register reading: (device code × 8 + channel code) in the high
+#: bits, the hour since 1970 (offset by 2³¹, so hours before 1970 sort too) in the low 32.
+def _key() -> pl.Expr:
+    hours = pl.col("hour").dt.epoch("us") // _HOUR_US + (1 << 31)
+    return (pl.col("dev").cast(pl.Int64) * 8 + pl.col("ch").cast(pl.Int64)) * (1 << 32) + hours
+
+
+def _increasing(frame: pl.DataFrame, *, strict: bool, col: str = "key") -> bool:
+    step = pl.col(col) > pl.col(col).shift(1) if strict else pl.col(col) >= pl.col(col).shift(1)
+    return bool(frame.select(step.fill_null(True).all()).item())
 
 
 def _steps(reg: pl.DataFrame, factor: float, floor: float) -> pl.DataFrame:
     """One output row per hour between consecutive readings of a device and channel."""
-    by = ["device_id", "channel"]
-    reg = reg.sort("device_id", "channel", "hour")
+    if not _increasing(reg, strict=False):
+        reg = reg.sort("key", maintain_order=True)
+    reg = reg.with_columns((pl.col("key") // (1 << 32)).alias("series"))
     # Whole-frame shifts on the sorted frame, masked at series boundaries (faster than over()).
-    same = (pl.col("device_id") == pl.col("device_id").shift(1)) & (pl.col("channel") == pl.col("channel").shift(1))
+    same = pl.col("series") == pl.col("series").shift(1)
     prev_value = pl.when(same).then(pl.col("value").shift(1))
     prev_hour = pl.when(same).then(pl.col("hour").shift(1))
     prev_late = pl.when(same).then(pl.col("late").shift(1))
@@ -195,35 +229,38 @@ def _steps(reg: pl.DataFrame, factor: float, floor: float) -> pl.DataFrame:
     ).with_columns((pl.col("step") / pl.col("dh")).alias("rate"))
     p95 = (
         steps.filter((pl.col("diff") >= 0) & (pl.col("dh") == 1))
-        .group_by(by)
+        .group_by("series")
         .agg(pl.col("rate").quantile(0.95).alias("p95"))
     )
-    steps = steps.join(p95, on=by, how="left").with_columns(
+    steps = steps.join(p95, on="series", how="left").with_columns(
         pl.max_horizontal(pl.lit(floor), pl.col("p95") * factor).alias("limit")
     )
     bad = pl.col("step").is_null() | (pl.col("rate") > pl.col("limit"))
     steps = steps.with_columns(
         pl.when(bad).then(None).otherwise(pl.col("step")).alias("volume"),
         pl.when(bad | pl.col("late_pair") | (pl.col("dh") > 1))
-        .then(pl.lit("suspect"))
-        .otherwise(pl.lit("valid"))
-        .alias("quality"),
+        .then(pl.lit(_QUALITY_RANK["suspect"], dtype=pl.Int8))
+        .otherwise(pl.lit(_QUALITY_RANK["valid"], dtype=pl.Int8))
+        .alias("rank"),
         (pl.col("hour") - pl.duration(hours=1)).alias("ts"),
     )
-    cols = ["device_id", "channel", "ts", "volume", "quality"]
+    cols = ["dev", "ch", "ts", "volume", "rank"]
     result = steps.select(cols)
     gaps = steps.filter(pl.col("dh") > 1)
     if gaps.height:
         missing = (
             gaps.select(
-                "device_id",
-                "channel",
+                "dev",
+                "ch",
                 pl.datetime_ranges(
                     pl.col("prev_hour"), pl.col("ts"), "1h", closed="left", time_unit="us", time_zone="UTC"
                 ).alias("ts"),
             )
             .explode("ts")
-            .with_columns(pl.lit(None, dtype=pl.Float64).alias("volume"), pl.lit("missing").alias("quality"))
+            .with_columns(
+                pl.lit(None, dtype=pl.Float64).alias("volume"),
+                pl.lit(_QUALITY_RANK["missing"], dtype=pl.Int8).alias("rank"),
+            )
             .select(cols)
         )
         result = pl.concat([result, missing])

@@ -888,14 +888,25 @@ class Landing:
         n_r = np.array([len(c.r_ts) for c in cols], dtype=np.int64)
         rep = np.repeat(np.arange(len(cols)), n_r)
         devs = pl.Series("device_id", dev_names, dtype=pl.String)
+        # The readings in key order (device, channel, ts; frame order among equals): the
+        # store then need not sort them (see warehouse._landing._first_per_key_sorted).
+        # Device codes follow the sorted names; channel codes are ranked by name.
+        r_dev = f_dev[rep]
+        r_chan = _cat([c.r_chan for c in cols], _EMPTY_I32)
+        r_ts = _cat([c.r_ts for c in cols], _EMPTY_I64)
+        rank = np.empty(len(self._channels), dtype=np.int64)
+        rank[np.argsort(np.array(self._channels, dtype=object), kind="stable")] = np.arange(len(self._channels))
+        order = np.lexsort((r_ts, rank[r_chan], r_dev))
         readings = pl.DataFrame(
             {
-                "device_id": devs.gather(f_dev[rep]),
-                "channel": pl.Series(self._channels, dtype=pl.String).gather(_cat([c.r_chan for c in cols], _EMPTY_I32)),
-                "ts": _ts_series(_cat([c.r_ts for c in cols], _EMPTY_I64)),
-                "value": _nullable(_cat([c.r_val for c in cols], _EMPTY_F64), _cat([c.r_ok for c in cols], _EMPTY_B)),
-                "quality": _quality(f_suspect[rep]),
-                "received_at": _ts_series(f_recv[rep]),
+                "device_id": devs.gather(r_dev[order]),
+                "channel": pl.Series(self._channels, dtype=pl.String).gather(r_chan[order]),
+                "ts": _ts_series(r_ts[order]),
+                "value": _nullable(
+                    _cat([c.r_val for c in cols], _EMPTY_F64)[order], _cat([c.r_ok for c in cols], _EMPTY_B)[order]
+                ),
+                "quality": _quality(f_suspect[rep][order]),
+                "received_at": _ts_series(f_recv[rep][order]),
             }
         )
         n_a = np.array([len(c.a_ts) for c in cols], dtype=np.int64)
@@ -980,10 +991,17 @@ class Landing:
         context = wl.register_context(self.store, spans, lookback=self.policy.register_lookback)
         previous = context.filter(pl.col("is_prev")).select("device_id", "channel", "ts", "value")
         stored = context.filter(~pl.col("is_prev")).select("device_id", "channel", "ts", "value", "quality")
-        new = reg.select("device_id", "channel", "ts", "value", "quality").join(
-            stored, on=["device_id", "channel", "ts"], how="anti"
+        new = reg.select("device_id", "channel", "ts", "value", "quality")
+        # Only a stored reading inside its series' span can repeat one of the batch's
+        # (usually none does: the anti-join of the whole batch is then spared).
+        inside = (
+            stored.join(spans, on=["device_id", "channel"], how="inner")
+            .filter(pl.col("ts").is_between(pl.col("lo"), pl.col("hi")))
+            .select("device_id", "channel", "ts")
         )
-        combined = pl.concat([stored, new])
+        if inside.height:
+            new = new.join(inside, on=["device_id", "channel", "ts"], how="anti")
+        combined = pl.concat([stored, new]) if stored.height else new
         dev_frame = pl.DataFrame(
             {
                 "device_id": list(meters),
