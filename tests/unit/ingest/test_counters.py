@@ -116,3 +116,29 @@ def test_corrector_work_volume_and_hourly_means() -> None:
         (11.0, 2.5, 302.0, 6.0),
     ]
     assert set(out["meter_id"]) == {"M1"}
+
+
+def test_order_of_the_readings_does_not_matter_and_hours_come_sorted() -> None:
+    # three meters whose device order differs from their meter order, a gap, a rollover,
+    # a drifted reading and a duplicate hour: the output is the same from any row order,
+    # and comes sorted by meter and hour
+    devices = pl.DataFrame(
+        {
+            "device_id": ["D1", "D2", "D3"],
+            "meter_id": ["M3", "M1", "M2"],
+            "counter_modulus_m3": [1000.0, 1000.0, None],
+        }
+    )
+    frame = pl.concat(
+        [
+            _readings([998.0, 999.5, 0.5, 1.5], device="D1"),
+            _readings([10.0, 11.0, 14.0, 15.0], hours=[0, 1, 4, 5], device="D2"),
+            _readings([1.0, 2.0, 2.5, 3.0], hours=[0, 1, 1.01, 2.5], device="D3"),
+        ]
+    )
+    expected = readings_to_hourly(frame, devices)
+    assert expected.select("meter_id", "ts").equals(expected.select("meter_id", "ts").sort("meter_id", "ts"))
+    assert expected.height == 3 + 5 + 3  # D3: hour 2.5 snaps to 3 (drifted), hours 1-2 filled
+    for seed in range(5):
+        shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert readings_to_hourly(shuffled, devices).equals(expected)
