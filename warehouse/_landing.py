@@ -569,6 +569,8 @@ def _direct_targets(
 
     known = made(store)
     spans = _month_spans(data.get_column("ts"))
+    if not spans:
+        return [(table, data)]
     if len(spans) == 1:
         first = spans[0][0]
         return [(f"{table}_p{first:%Y%m}" if (table, first) in known else table, data)]
@@ -583,8 +585,8 @@ def _direct_targets(
 
 
 def _month_spans(ts: pl.Series) -> list[tuple[dt.datetime, pl.Series]]:
-    """The UTC months of a non-empty, null-free timestamp column, each with the mask of
-    its rows (the mask is all-true when there is one month).
+    """The UTC months of a null-free timestamp column, each with the mask of its rows
+    (the mask is all-true when there is one month; no months when it is empty).
 
     Month starts are computed from the column's minimum and maximum only, and each row
     is matched by two integer comparisons (``dt.truncate("1mo")`` on every row costs
@@ -592,7 +594,8 @@ def _month_spans(ts: pl.Series) -> list[tuple[dt.datetime, pl.Series]]:
     per-row path.
     """
     lo, hi = ts.min(), ts.max()
-    assert isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)
+    if not isinstance(lo, dt.datetime) or not isinstance(hi, dt.datetime):
+        return []
     starts = [dt.datetime(lo.year, lo.month, 1, tzinfo=dt.UTC)]
     while starts[-1] <= hi and len(starts) <= _MONTH_SPANS_MAX:
         m = starts[-1]
@@ -726,7 +729,8 @@ def _first_per_key_sorted(data: pl.DataFrame, key: list[str]) -> pl.DataFrame:
     for k in reversed(key):
         prev = pl.col(k).shift(1)
         ordered = (pl.col(k) > prev) | ((pl.col(k) == prev) & ordered)
-    if not data.select(ordered.fill_null(True).all()).item():
+    # (a null key compares as out of order, except on the first row)
+    if not data.select((ordered.fill_null(False) | (pl.int_range(pl.len()) == 0)).all()).item():
         data = data.sort(key, maintain_order=True)
     repeat = pl.all_horizontal([pl.col(k).eq_missing(pl.col(k).shift(1)) for k in key]) & (pl.int_range(pl.len()) > 0)
     if data.select(repeat.any()).item():

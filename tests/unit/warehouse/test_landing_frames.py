@@ -66,6 +66,10 @@ def test_first_per_key_sorted_in_order_or_not(ordered: bool) -> None:
     assert got.equals(data.unique(KEY, keep="first", maintain_order=True).sort(KEY))
 
 
+def test_month_spans_of_no_rows() -> None:
+    assert _month_spans(pl.Series([], dtype=pl.Datetime("us", "UTC"))) == []
+
+
 def test_month_spans_one_month_is_all_rows() -> None:
     ts = pl.Series([T0, T0 + dt.timedelta(days=30)], dtype=pl.Datetime("us", "UTC"))
     ((month, mask),) = _month_spans(ts)
