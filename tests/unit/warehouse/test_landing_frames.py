@@ -76,7 +76,7 @@ def test_month_spans_one_month_is_all_rows() -> None:
     assert month == T0 and mask.to_list() == [True, True]
 
 
-@pytest.mark.parametrize("months", [2, 3, 9])
+@pytest.mark.parametrize("months", [2, 3, 6, 7, 9])
 def test_month_spans_match_truncation(months: int) -> None:
     rng = random.Random(months)
     # month edges included; a month in the middle without rows is left out
