@@ -35,7 +35,9 @@ minutes at a time.
    (``Landing.writers``) landing the units that hash to it (the service's one unit,
    one writer rule), on another fresh database.
 4. **TCP**: ``askug ingest serve --writers N`` runs as its own process; ``--connections``
-   concurrent unit sessions (ident, then all frames, then wait for every ack).  Time
+   concurrent unit sessions (ident, then all frames, then wait for every ack); the
+   service runs with downlink on, so each session also looks up its unit's pending
+   commands, as in production (there are none to deliver).  Time
    from the first byte to the last ack; readings/s = readings rows stored / that time.
 5. **MQTT**: the same frames published with QoS 1 to ``askug/up/<id>`` by
    ``--publishers`` clients, each publishing whole units, a unit's frames in order (as
@@ -219,7 +221,7 @@ class Service:
 
     def __init__(self, dsn: str, *, mqtt_url: str | None, tcp_port: int, log: Path, writers: int) -> None:
         cmd = [ASKUG, *(["-v"] if _ROUNDS else []), "--dsn", dsn, "ingest", "serve", "--tcp-port", str(tcp_port), "--udp-port", "0",
-               "--rate", "1000000", "--no-downlink", "--stats-every", "3600", "--host", "127.0.0.1",
+               "--rate", "1000000", "--stats-every", "3600", "--host", "127.0.0.1",
                "--writers", str(writers)]  # fmt: skip
         if mqtt_url:
             cmd += ["--mqtt", mqtt_url, "--client-id", f"bench-{os.getpid()}-{time.monotonic_ns()}"]

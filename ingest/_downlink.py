@@ -28,7 +28,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -162,6 +162,8 @@ def list_commands(
     pending: bool = False,
 ) -> list[Command]:
     """Commands, oldest first; ``pending`` = queued or delivered but not acknowledged."""
+    if pending and device_id is not None:
+        return pending_commands(store, [device_id])
     where: dict[str, list[Any]] = {}
     if device_id is not None:
         where["device_id"] = [device_id]
@@ -171,6 +173,15 @@ def list_commands(
         where["status"] = [status]
     rows = store.read("downlink_commands", where=where or None)
     return [_command(r) for r in rows.sort("command_id").iter_rows(named=True)]
+
+
+def pending_commands(store: Store, device_ids: Sequence[str]) -> list[Command]:
+    """The pending commands of ``device_ids``, oldest first (one indexed query on PostgreSQL)."""
+    rows = wl.pending_commands(store, device_ids)
+    if rows is None:  # no fast path on this backend: the generic read
+        where = {"device_id": list(device_ids), "status": ["queued", "delivered"]}
+        rows = list(store.read("downlink_commands", where=where).sort("command_id").iter_rows(named=True))
+    return [_command(r) for r in rows]
 
 
 def mark_delivered(store: Store, command_id: int, at: dt.datetime) -> bool:

@@ -56,7 +56,7 @@ import polars as pl
 from ingest import _decode
 from ingest._counters import readings_to_hourly
 from ingest._device_profiles import ProfileRegistry
-from ingest._downlink import Command, list_commands
+from ingest._downlink import Command, pending_commands
 from ingest._downlink import mark_delivered as _mark_delivered
 from ingest._security import Security
 from ingest._stats import IngestStats, read_stats
@@ -386,7 +386,7 @@ class Landing:
 
     def pending_commands(self, device_id: str) -> list[Command]:
         """Downlink commands to deliver at this unit's session (queued or not yet acked)."""
-        return list_commands(self.store, device_id=device_id, pending=True)
+        return pending_commands(self.store, [device_id])
 
     def mark_delivered(self, command_id: int, at: dt.datetime) -> None:
         """Record that command ``command_id`` was sent to its unit at ``at``."""

@@ -86,6 +86,16 @@ FROM b CROSS JOIN LATERAL (
     ORDER BY r.ts LIMIT 1) n"""
 PG_CREDENTIAL_HASH: Final = "SELECT secret_hash FROM device_credentials WHERE device_id = %s"
 DUCKDB_CREDENTIAL_HASH: Final = "SELECT secret_hash FROM device_credentials WHERE device_id = ?"
+#: The pending downlink commands of some units, on the partial index
+#: ``downlink_commands_pending``; the columns of :data:`PENDING_COMMAND_COLUMNS`.
+PG_PENDING_COMMANDS: Final = """
+SELECT command_id, device_id, kind, payload, status, created_at, delivered_at, acknowledged_at, attempts
+FROM downlink_commands
+WHERE device_id = ANY(%s::text[]) AND status IN ('queued', 'delivered')
+ORDER BY command_id"""
+PENDING_COMMAND_COLUMNS: Final = (
+    "command_id", "device_id", "kind", "payload", "status", "created_at", "delivered_at", "acknowledged_at", "attempts",
+)
 #: Each metering point's latest stored hour: a batch's hours after it cannot be stored yet.
 PG_LAST_HOUR: Final = """
 SELECT m.meter_id, h.ts
@@ -258,6 +268,27 @@ def credential_hash(store: Store, device_id: str) -> str | None:
     else:
         rows = _duck(store).execute(DUCKDB_CREDENTIAL_HASH, [device_id]).fetchall()
     return str(rows[0][0]) if rows else None
+
+
+def pending_commands(store: Store, device_ids: Sequence[str]) -> list[dict[str, Any]] | None:
+    """The pending (queued or delivered) downlink commands of ``device_ids``, oldest first.
+
+    One indexed query without building a frame: a TCP session asks for its unit's
+    commands on the landing thread right after its ident, so this sits between batches
+    and must be cheap (about a tenth of a generic ``store.read``).  Rows are dicts of
+    :data:`PENDING_COMMAND_COLUMNS`, times in UTC.  None on a store without this
+    fast path (DuckDB): read ``downlink_commands`` there.
+    """
+    if store.backend != "postgres":
+        return None
+    out = []
+    for row in _pg_rows(store, PG_PENDING_COMMANDS, [list(device_ids)]):
+        r = dict(zip(PENDING_COMMAND_COLUMNS, row, strict=True))
+        for k in ("created_at", "delivered_at", "acknowledged_at"):
+            if r[k] is not None:
+                r[k] = r[k].astimezone(dt.UTC)
+        out.append(r)
+    return out
 
 
 def lock_devices(store: Store, device_ids: Sequence[str]) -> pl.DataFrame:

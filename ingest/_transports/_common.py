@@ -94,12 +94,11 @@ def pending_for(landing: LandingLike, devices: Sequence[str] | set[str] | dict[s
     wanted = set(devices)
     store = getattr(landing, "store", None)
     if store is not None:
-        from ingest._downlink import list_commands
+        from ingest._downlink import pending_commands
 
         out: dict[str, list[Any]] = {}
-        for cmd in list_commands(store, pending=True):
-            if cmd.device_id in wanted:
-                out.setdefault(cmd.device_id, []).append(cmd)
+        for cmd in pending_commands(store, sorted(wanted)):
+            out.setdefault(cmd.device_id, []).append(cmd)
         return out
     return {d: list(cmds) for d in sorted(wanted) if (cmds := landing.pending_commands(d))}
 

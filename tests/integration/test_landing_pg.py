@@ -242,3 +242,49 @@ def test_reprocess_after_a_profile_fix(store: PostgresStore, tmp_path: Path) -> 
     stats = landing.stats()
     assert stats.balanced and (stats.received, stats.stored, stats.quarantined, stats.reprocessed) == (1, 1, 0, 1)
     assert landing.submit([Packet(raw, "mqtt", NOW)])[0].status == "duplicate"
+
+
+def test_pending_commands_fast_path_matches_the_generic_read(store: PostgresStore) -> None:
+    """The one-query look-up a TCP session makes after its ident returns what the generic
+    ``downlink_commands`` read does: only queued/delivered commands of the asked units,
+    oldest first, payloads decoded and times in UTC — on PostgreSQL and on DuckDB."""
+    from ingest._downlink import (
+        cancel_command,
+        list_commands,
+        mark_delivered,
+        pending_commands,
+        queue_command,
+    )
+    from warehouse import open_store
+    from warehouse._landing import PG_ACK_COMMANDS, _pg_rows
+
+    duck = open_store(path=":memory:")
+    duck.migrate()
+    for s in (store, duck):
+        if s is duck:
+            s.write("devices", pl.DataFrame({"device_id": ["D0000001", "D0000002"], "kind": ["household_unit"] * 2}))
+            register_devices(
+                s, [DeviceRegistration("D0000001", "household-nb"), DeviceRegistration("D0000002", "household-nb")], cost=16
+            )
+        at = dt.datetime(2024, 3, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=5)))
+        c1 = queue_command(s, "D0000001", "valve", {"action": "close"}, now=at)
+        c2 = queue_command(s, "D0000002", "firmware", {"version": "2.1.0"}, now=at)
+        c3 = queue_command(s, "D0000001", "valve", {"action": "open"}, now=at)
+        c4 = queue_command(s, "D0000001", "firmware", {"version": "3.0"}, now=at)
+        assert mark_delivered(s, c1.command_id, at)
+        assert cancel_command(s, c4.command_id)
+        if s is store:  # an acknowledged command is not pending any more
+            _pg_rows(s, PG_ACK_COMMANDS + " RETURNING c.command_id", [[c2.command_id], ["D0000002"], [at]])
+        generic = [c for c in list_commands(s) if c.status in ("queued", "delivered")]
+        for wanted in (["D0000001"], ["D0000001", "D0000002"], ["D0000002"], ["nobody"], []):
+            got = pending_commands(s, wanted)
+            assert got == [c for c in generic if c.device_id in wanted]
+            assert all(c.created_at.utcoffset() == dt.timedelta(0) for c in got)
+        first = pending_commands(s, ["D0000001"])
+        assert [(c.command_id, c.status, c.attempts, c.payload) for c in first] == [
+            (c1.command_id, "delivered", 1, {"action": "close"}),
+            (c3.command_id, "queued", 0, {"action": "open"}),
+        ]
+        assert first[0].created_at == at and first[0].delivered_at == at
+        assert list_commands(s, device_id="D0000001", pending=True) == first
+        assert [c.command_id for c in pending_commands(s, ["D0000002"])] == ([] if s is store else [c2.command_id])
