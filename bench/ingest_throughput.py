@@ -42,7 +42,8 @@ minutes at a time.
 5. **MQTT**: the same frames published with QoS 1 to ``askug/up/<id>`` by
    ``--publishers`` clients, each publishing whole units, a unit's frames in order (as
    the unit itself would); time until landing has stored them all.
-6. **peak memory** (VmHWM) of the ingest service process after each run.
+6. **peak memory** (VmHWM) of the ingest service after each run: its process plus its
+   landing writer processes (the sum of their peaks).
 7. **daily sessions**: ``--sessions`` units each call in once over TCP with one day (24
    hourly records, one frame) — a full session each (connect, ident, frame, ack); the
    time for 100,000 units is *projected* from this sample's sessions/s.
@@ -98,6 +99,33 @@ def _vm_hwm_mb(pid: int) -> float:
 _TCK: float = float(os.sysconf("SC_CLK_TCK"))
 
 
+def _descendants(pid: int) -> list[int]:
+    """Live processes below ``pid`` (the service's landing writer processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants (a service and its writer processes)."""
+    return _proc_cpu(pid) + sum(_proc_cpu(c) for c in _descendants(pid))
+
+
+def _tree_hwm_mb(pid: int) -> float:
+    """Sum of the peak resident memory of ``pid`` and its live descendants, MB (an upper
+    bound of the peak of their sum: the processes need not peak at the same moment)."""
+    return _vm_hwm_mb(pid) + sum(_vm_hwm_mb(c) for c in _descendants(pid))
+
+
 def _proc_cpu(pid: int, *, reaped: bool = False) -> float:
     """CPU seconds (user + system, all threads) of a live process; ``reaped`` adds its
     waited-for children's (PostgreSQL's postmaster reaps every backend that exits)."""
@@ -145,7 +173,7 @@ class CpuMeter:
             "postgres": self._pg(),
             "broker": _proc_cpu(self.broker_pid) if self.broker_pid else 0.0,
             "bench": own.ru_utime + own.ru_stime,
-            "service": _proc_cpu(service_pid) if service_pid else 0.0,
+            "service": _tree_cpu(service_pid) if service_pid else 0.0,
             "steal": _steal(),
             "wall": time.perf_counter(),
         }
@@ -241,7 +269,7 @@ class Service:
         raise RuntimeError(f"ingest service not ready ({text!r} not in its log)")
 
     def stop(self) -> float:
-        peak = _vm_hwm_mb(self.proc.pid)
+        peak = _tree_hwm_mb(self.proc.pid)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(60)

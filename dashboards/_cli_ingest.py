@@ -468,7 +468,11 @@ def _t_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=_positive, default=20000, help="most packets per commit (default 20000)")
     p.add_argument(
         "--writers", type=_positive, default=None, metavar="N",
-        help="landing writer threads, each with its own database connection (default 2 on PostgreSQL, 1 on DuckDB)",
+        help="landing writers, each with its own database connection (default 2 on PostgreSQL, 1 on DuckDB)",
+    )  # fmt: skip
+    p.add_argument(
+        "--writer-mode", choices=["process", "thread"], default=None,
+        help="run each landing writer in a process of its own (default on PostgreSQL) or as a thread of the service (DuckDB)",
     )  # fmt: skip
     p.add_argument("--no-downlink", action="store_true", help="do not deliver queued downlink commands")
     p.add_argument("--log-format", choices=["kv", "json"], default="kv", help="structured log lines: key=value (default) or JSON")
@@ -515,15 +519,17 @@ def cmd_ingest_serve(args: argparse.Namespace, settings: Any) -> None:
         max_batch=args.batch,
         stats_every_s=args.stats_every,
         writers=args.writers,
+        writer_processes=None if args.writer_mode is None else args.writer_mode == "process",
     )  # fmt: skip
     configure_logging(style=args.log_format, level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
     policy = EdgePolicy(max_frame_bytes=args.max_frame_bytes, max_frames_per_minute=args.rate)
     with _open(settings) as store:
         service = open_service(store, config, profile_dirs=args.profiles, policy=policy)
         writers = service.worker.writers
+        where = " (processes)" if service.config.writer_processes else ""
         console.print(
             f"[bold]askug ingest {mode}[/bold] on {store.describe()}, {writers} landing writer{'s' if writers > 1 else ''}"
-            " (SIGTERM/Ctrl+C stops gracefully)"
+            f"{where} (SIGTERM/Ctrl+C stops gracefully)"
         )
         stats = service.run()
     console.print(

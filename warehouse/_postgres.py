@@ -109,6 +109,7 @@ class PostgresStore(Store):
         if variant not in ("auto", "timescale", "plain"):
             raise ValueError(f"variant must be 'auto', 'timescale' or 'plain', got {variant!r}")
         self._requested_variant: Variant = variant
+        self._dsn = dsn
         self._where = _describe_dsn(dsn)
         try:
             # Fail fast with libpq's own reason before the pool starts retrying.
@@ -144,6 +145,13 @@ class PostgresStore(Store):
         self._staging = itertools.count()
 
     # --- lifecycle ----------------------------------------------------------------
+    def reopen_args(self) -> tuple[str, str]:
+        """``(dsn, variant)`` to open this store again in another process.
+
+        The connection string may hold a password: hand it over, never log it.
+        """
+        return self._dsn, self._requested_variant
+
     def close(self) -> None:
         self._pool.close()
 

@@ -1,9 +1,10 @@
 """Run the collection services (MQTT, TCP, UDP, or all of them) as one process.
 
 :class:`IngestService` wires one :class:`~ingest._transports._common.LandingWorker`
-(its writer threads are the only ones that talk to the database: ``writers`` of them,
-2 by default on PostgreSQL, 1 on DuckDB) to the transports asked for, then serves until
-it is told to stop.  ``SIGTERM`` and ``SIGINT`` stop it gracefully: every transport
+(its writer threads are the only ones that land batches: ``writers`` of them, 2 by
+default on PostgreSQL, each handing its batches to a landing process of its own, see
+:mod:`ingest._transports._writers`; 1 thread on DuckDB) to the transports asked for,
+then serves until it is told to stop.  ``SIGTERM`` and ``SIGINT`` stop it gracefully: every transport
 stops taking new input, what was received is committed and acknowledged, the MQTT
 session is left in place at the broker (so nothing queued there is lost), and the
 process exits 0.  A ``SIGKILL`` loses nothing acknowledged either: a unit is only
@@ -33,7 +34,14 @@ from ingest._transports.mqtt import MqttConfig, MqttService
 from ingest._transports.tcp import Authenticator, TcpConfig, TcpService, authenticator
 from ingest._transports.udp import UdpConfig, UdpService
 
-__all__ = ["IngestService", "ServiceConfig", "landing_authenticator", "open_service", "resolve_writers"]
+__all__ = [
+    "IngestService",
+    "ServiceConfig",
+    "landing_authenticator",
+    "open_service",
+    "resolve_writer_processes",
+    "resolve_writers",
+]
 
 log = logging.getLogger("askug.ingest.service")
 
@@ -51,7 +59,11 @@ class ServiceConfig:
     ``writers`` is the number of landing writer threads (each with its own ``Landing``
     and connection); ``None`` means 2 on PostgreSQL and 1 on DuckDB, which has a single
     writer.  Two writers let one prepare a batch in Python while the other waits for
-    PostgreSQL; more than the machine's cores buys nothing.
+    PostgreSQL; more than the machine's cores buys nothing.  ``writer_processes`` runs
+    each writer's landing in a child process of its own (see
+    :mod:`ingest._transports._writers`); ``None`` means yes on PostgreSQL (the writers
+    and the event loop then no longer share one interpreter lock), no on DuckDB, which
+    only one process may write.  :func:`open_service` applies it.
     """
 
     mqtt: MqttConfig | None = None
@@ -61,6 +73,7 @@ class ServiceConfig:
     linger_s: float = 0.005
     stats_every_s: float = 30.0
     writers: int | None = None
+    writer_processes: bool | None = None
 
 
 class IngestService:
@@ -185,6 +198,7 @@ class IngestService:
                 tcp=self.tcp.port if self.tcp else "off",
                 udp=self.udp.port if self.udp else "off",
                 writers=self.worker.writers,
+                writer_processes=[p for x in self.worker.landings if (p := getattr(x, "pid", None))] or "off",
                 polars_threads=_polars_threads(),
             )
             self._ready.set()
@@ -213,8 +227,13 @@ class IngestService:
             await self.udp.stop()
         if self.mqtt is not None:
             await asyncio.to_thread(self.mqtt.stop)
-        # 2. flush the worker (anything still queued is committed)
+        # 2. flush the worker (anything still queued is committed), then end the
+        #    writer processes, if the landings run in any
         await asyncio.to_thread(self.worker.stop)
+        for landing in self.worker.landings:
+            close = getattr(landing, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
         if self._auth is not None:
             self._auth.shutdown(wait=False, cancel_futures=True)
         log_event(log, "service_stopped", **self.stats.snapshot())
@@ -259,11 +278,54 @@ def open_service(
     from ingest._landing import EdgePolicy, Landing
 
     writers = resolve_writers(store, config.writers)
+    processes = resolve_writer_processes(store, config.writer_processes)
     pol = policy if policy is not None else EdgePolicy()
     registry = ProfileRegistry(list(profile_dirs), max_frame_bytes=pol.max_frame_bytes)
-    landings = Landing(store, registry, pol).writers(writers)
+    landings: list[Any] = Landing(store, registry, pol).writers(writers)
     auth = landing_authenticator(landings[0], registry) if config.tcp is not None else None
-    return IngestService(landings, auth, dataclasses.replace(config, writers=writers))
+    if processes:
+        landings = _writer_processes(store, landings, profile_dirs, pol)
+    return IngestService(landings, auth, dataclasses.replace(config, writers=writers, writer_processes=processes))
+
+
+def resolve_writer_processes(store: Any, processes: bool | None) -> bool:
+    """Whether the landing writers run in processes of their own (see :class:`ServiceConfig`).
+
+    Raises
+    ------
+    IngestError
+        Writer processes asked for on a store no other process may write (DuckDB).
+    """
+    from ingest.errors import IngestError
+
+    postgres = getattr(store, "backend", None) == "postgres"
+    if processes is None:
+        return postgres
+    if processes and not postgres:
+        raise IngestError(
+            f"writer processes need a PostgreSQL store; the {getattr(store, 'backend', 'embedded')} store "
+            "is written by this process only: use --writer-mode thread, or a PostgreSQL store (--dsn)"
+        )
+    return processes
+
+
+def _writer_processes(store: Any, landings: Sequence[Any], profile_dirs: Sequence[str | Path], policy: Any) -> list[Any]:
+    """One :class:`ProcessLanding` per writer, the children started side by side."""
+    from ingest._transports._writers import LandingSpec, ProcessLanding
+
+    dsn, variant = store.reopen_args()
+    dirs = tuple(str(d) for d in profile_dirs)
+    out = [ProcessLanding(x, LandingSpec(dsn, variant, dirs, policy, x.shard), start=False) for x in landings]
+    try:
+        for p in out:
+            p.start()
+        for p in out:
+            p.wait_ready()
+    except BaseException:
+        for p in out:
+            p.close(timeout=5)
+        raise
+    return out
 
 
 def resolve_writers(store: Any, writers: int | None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import random
 import socket
 import struct
@@ -207,12 +208,23 @@ def test_the_rate_limit_is_shared_by_the_writers(
 
 
 def test_open_service_defaults_to_two_writers_on_postgres(pg_store: Any) -> None:
+    from ingest._transports._writers import ProcessLanding
+
     config = ServiceConfig(tcp=TcpConfig(host="127.0.0.1", port=0))
     svc = open_service(pg_store, config)
-    assert svc.worker.writers == 2 and svc.config.writers == 2
-    a, b = svc.worker.landings
+    try:
+        assert svc.worker.writers == 2 and svc.config.writers == 2 and svc.config.writer_processes is True
+        a, b = svc.worker.landings
+        assert isinstance(a, ProcessLanding) and isinstance(b, ProcessLanding)
+        assert a.shard != b.shard and a.pid and b.pid and len({a.pid, b.pid, os.getpid()}) == 3
+    finally:
+        for x in svc.worker.landings:
+            x.close()  # type: ignore[attr-defined]
+    threads = open_service(pg_store, dataclasses.replace(config, writer_processes=False))
+    a, b = threads.worker.landings
     assert a.rate is b.rate and a.shard != b.shard  # type: ignore[attr-defined]
-    assert open_service(pg_store, dataclasses.replace(config, writers=1)).worker.writers == 1
+    one = open_service(pg_store, dataclasses.replace(config, writers=1, writer_processes=False))
+    assert one.worker.writers == 1
     with pytest.raises(IngestError, match="1 to"):
         open_service(pg_store, dataclasses.replace(config, writers=0))
 
@@ -295,3 +307,115 @@ def test_two_writers_reaching_new_months_at_once_do_not_deadlock(pg_store: Any, 
     parts = set(pg_store.sql_frame("SELECT relname FROM pg_class WHERE relname LIKE 'readings_p%'", [])["relname"])
     assert {f"readings_p{m}" for m in months} <= parts
     assert pg_store.count("readings") == sum(len(f.readings) for u in packets for f in (reg.decode(p.raw) for p in u))
+
+
+# --- landing writers in processes of their own ---------------------------------------------
+def _process_landing(pg_store: Any, shard: int = 7) -> Any:
+    from ingest._transports._writers import LandingSpec, ProcessLanding
+
+    dsn, variant = pg_store.reopen_args()
+    local = Landing(pg_store, ProfileRegistry(), EdgePolicy())
+    return ProcessLanding(local, LandingSpec(dsn, variant, (), EdgePolicy(), shard))
+
+
+def _backlog(pg_store: Any, tmp_path: Path, frames: int) -> tuple[list[Packet], int]:
+    """``frames`` archive frames of 24 hours each over a small fleet, and their readings."""
+    fleet = small_fleet(pg_store, tmp_path / "sim", meters=12, days=1)
+    units = [u for u in fleet.units if u.profile == "household-nb"]
+    reg = ProfileRegistry()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    days = -(-frames // len(units))  # one day of hours per frame, each unit's back to back
+    assert days < EdgePolicy().late_window.days, "a smaller backlog, or more units"
+    base = now.replace(minute=0, second=0) - dt.timedelta(days=days + 1)
+    packets = []
+    for i in range(frames):
+        u = units[i % len(units)]
+        k = i // len(units)
+        raw = reg.encode(_archive(reg, u, 500 + k, base, range(24 * k, 24 * k + 24), now))
+        packets.append(Packet(raw, "tcp", now, device_id=u.device_id))
+    return packets, 24 * frames
+
+
+def test_writer_process_killed_mid_batch_retries_on_a_new_one(pg_store: Any, tmp_path: Path) -> None:
+    """SIGKILL of a writer process in the middle of a batch: the round fails, the worker
+    retries it on a fresh process, and every reading is stored exactly once."""
+    import signal
+
+    import psycopg
+
+    from ingest._transports._common import LandingWorker
+
+    packets, readings = _backlog(pg_store, tmp_path, 150)
+    proc_landing = _process_landing(pg_store)
+    worker = LandingWorker([proc_landing], retries=3).start()
+    dsn, _ = pg_store.reopen_args()
+    try:
+        first = proc_landing.pid
+        assert first is not None and first != os.getpid()
+        with psycopg.connect(dsn) as blocker:
+            # hold one unit's registry row: the child's batch waits for it, mid-transaction
+            blocker.execute("SELECT 1 FROM device_credentials WHERE device_id = %s FOR UPDATE", [packets[0].device_id])
+            fut = worker.submit(packets)
+            deadline = time.monotonic() + 60
+            while not blocker.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchall():
+                assert time.monotonic() < deadline, "the writer process never reached the unit lock"
+                time.sleep(0.05)
+            os.kill(first, signal.SIGKILL)
+            time.sleep(0.5)
+            assert not fut.done()
+            blocker.rollback()
+        outcomes = fut.result(timeout=120)
+        assert proc_landing.pid not in (None, first) and proc_landing.restarts == 0
+    finally:
+        worker.stop()
+        proc_landing.close()
+    assert [o.status for o in outcomes] == ["stored"] * len(packets), {o.reason for o in outcomes}  # the killed batch committed nothing
+    assert worker.stats.submit_failures == 1
+    stored = pg_store.read("readings", columns=["device_id", "channel", "ts"])
+    assert stored.height == readings == stored.unique().height
+    assert read_stats(pg_store).balanced
+
+
+def test_writer_process_failures_are_clear(pg_store: Any) -> None:
+    from ingest._transports._writers import LandingSpec, ProcessLanding, WriterProcessError
+    from ingest._transports.service import resolve_writer_processes
+    from warehouse import open_store
+
+    dsn, variant = pg_store.reopen_args()
+    bad = LandingSpec(dsn.replace("dbname=", "dbname=no_such_db_"), variant, (), EdgePolicy(), 3)
+    with pytest.raises(WriterProcessError, match=r"could not start: StoreUnavailableError: cannot connect.*no_such_db_"):
+        ProcessLanding(Landing(pg_store, ProfileRegistry()), bad)
+    duck = open_store(path=":memory:")
+    with pytest.raises(IngestError, match="writer processes need a PostgreSQL store.*--writer-mode thread"):
+        resolve_writer_processes(duck, True)
+    assert resolve_writer_processes(duck, None) is False and resolve_writer_processes(pg_store, None) is True
+
+
+def test_service_with_writer_processes_lands_sessions_and_ends_them(pg_store: Any, tmp_path: Path) -> None:
+    config = ServiceConfig(tcp=TcpConfig(host="127.0.0.1", port=0, idle_timeout_s=5.0, frames_per_minute=100_000))
+    svc = open_service(pg_store, config).start_thread()
+    pids = [x.pid for x in svc.worker.landings]  # type: ignore[attr-defined]
+    try:
+        assert svc.tcp is not None and len(set(pids)) == 2
+        fleet = small_fleet(pg_store, tmp_path / "sim", meters=12, days=1)
+        reg = ProfileRegistry()
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        base = now.replace(minute=0, second=0) - dt.timedelta(hours=30)
+        units = [u for u in fleet.units if u.profile == "household-nb"]
+        sessions = [
+            [
+                reg.encode(Frame(u.profile, u.device_id, 10, now, "ident", secret=u.secret.encode())),
+                *(reg.encode(_archive(reg, u, 20 + i, base, range(6 * i, 6 * i + 6), now)) for i in range(4)),
+            ]
+            for u in units
+        ]
+        acks = _run_sessions(svc.tcp.port, sessions)
+    finally:
+        svc.stop()
+    assert len(acks) == 5 * len(units)
+    assert pg_store.read("readings", columns=["ts"]).height == 24 * len(units)
+    assert read_stats(pg_store).balanced
+    for pid in pids:  # a graceful stop ends the writer processes
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
