@@ -726,7 +726,7 @@ def main() -> None:
         print(f"prepared {len(prep.fleet.units):,} units, {n_frames:,} frames, {readings:,} readings "
               f"(+{prep.archive_rows:,} corrector archive records) in {time.perf_counter() - t:.1f} s")  # fmt: skip
         print(f"PostgreSQL: {', '.join(f'{k}={v}' for k, v in settings.items())} (plus the test cluster's: fsync, "
-              f"synchronous_commit and full_page_writes off); {args.writers} landing writers, {args.connections} TCP sessions,"
+              f"synchronous_commit and full_page_writes off); {args.writers} landing writers (processes of their own in the services), {args.connections} TCP sessions,"
               f" {args.repeat} interleaved round{'s' if args.repeat > 1 else ''}, medians below")  # fmt: skip
 
         rounds: list[dict[str, Any]] = []
