@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import signal
 import threading
 import traceback
 from collections.abc import Sequence
@@ -65,7 +66,15 @@ class LandingSpec:
 
 
 def _child_main(conn: Connection, spec: LandingSpec) -> None:
-    """A writer process: build the landing, then land each batch the pipe brings."""
+    """A writer process: build the landing, then land each batch the pipe brings.
+
+    It ignores SIGINT and SIGTERM: Ctrl+C in a terminal (or a stop signal sent to the
+    whole process group) reaches it too, and the service, stopping gracefully, still
+    needs it to land what is queued; the service ends it after that (``None`` on the
+    pipe), and a service that is gone closes the pipe.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     try:
         from ingest._device_profiles import ProfileRegistry
         from ingest._landing import Landing

@@ -419,3 +419,63 @@ def test_service_with_writer_processes_lands_sessions_and_ends_them(pg_store: An
         assert pid is not None
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_ctrl_c_to_the_process_group_stops_the_service_gracefully(pg_store: Any, pg_databases: Any, tmp_path: Path) -> None:
+    """Ctrl+C in a terminal signals the service *and* its writer processes: the writers
+    ignore it and still land the last rounds, the service stops with exit 0 and ends them."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from tests._servers import free_port
+
+    fleet = small_fleet(pg_store, tmp_path / "sim", meters=12, days=1)
+    units = [u for u in fleet.units if u.profile == "household-nb"]
+    dsn, _ = pg_store.reopen_args()
+    port = free_port()
+    log = tmp_path / "tcp.log"
+    askug = str(Path(sys.executable).with_name("askug"))
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [askug, "--dsn", dsn, "ingest", "tcp", "--host", "127.0.0.1", "--port", str(port), "--log-format", "json"],
+            stdout=out, stderr=out, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while "service_ready" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.1)
+        ready = next(json.loads(x) for x in log.read_text().splitlines() if '"service_ready"' in x)
+        pids = ready["writer_processes"]
+        assert len(pids) == 2 and all(os.getpgid(p) == proc.pid for p in pids)
+        reg = ProfileRegistry()
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        base = now.replace(minute=0, second=0) - dt.timedelta(hours=30)
+        sessions = [
+            [
+                reg.encode(Frame(u.profile, u.device_id, 10, now, "ident", secret=u.secret.encode())),
+                *(reg.encode(_archive(reg, u, 20 + i, base, range(6 * i, 6 * i + 6), now)) for i in range(4)),
+            ]
+            for u in units
+        ]
+        acks = _run_sessions(port, sessions)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C does: the whole foreground group
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    text = log.read_text(errors="replace")
+    assert "service_stopped" in text and "KeyboardInterrupt" not in text and "Traceback" not in text
+    assert len(acks) == 5 * len(units) and read_stats(pg_store).balanced
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, f"writer process {pid} outlived the service"
+            time.sleep(0.1)
