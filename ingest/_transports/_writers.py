@@ -133,7 +133,7 @@ class ProcessLanding:
         self._proc: Any = None
         self._conn: Connection | None = None
         self._lock = threading.Lock()
-        self.restarts = 0
+        self._starts = 0
         if start:
             self.start()
             self.wait_ready()
@@ -150,6 +150,11 @@ class ProcessLanding:
     @property
     def shard(self) -> int:
         return self.spec.shard
+
+    @property
+    def restarts(self) -> int:
+        """Children started after the first (each replaced one that died)."""
+        return max(0, self._starts - 1)
 
     @property
     def pid(self) -> int | None:
@@ -177,6 +182,7 @@ class ProcessLanding:
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
+        self._starts += 1
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         """Wait until the child has connected to the store.
@@ -211,9 +217,7 @@ class ProcessLanding:
         """
         with self._lock:
             if self._conn is None or self._proc is None or not self._proc.is_alive():
-                if self._proc is not None:
-                    self._kill()
-                    self.restarts += 1
+                self._kill()  # a child that died between batches (None: not started or already gone)
                 self.start()
                 self.wait_ready()
             conn = self._conn

@@ -365,7 +365,14 @@ def test_writer_process_killed_mid_batch_retries_on_a_new_one(pg_store: Any, tmp
             assert not fut.done()
             blocker.rollback()
         outcomes = fut.result(timeout=120)
-        assert proc_landing.pid not in (None, first) and proc_landing.restarts == 0
+        second = proc_landing.pid
+        assert second not in (None, first) and proc_landing.restarts == 1
+        # killed while idle, between batches: the next batch starts a new one, no failure
+        os.kill(second, signal.SIGKILL)
+        time.sleep(0.5)
+        again = worker.submit(packets[:10]).result(timeout=120)
+        assert [o.status for o in again] == ["duplicate"] * 10
+        assert proc_landing.pid not in (None, first, second) and proc_landing.restarts == 2
     finally:
         worker.stop()
         proc_landing.close()
