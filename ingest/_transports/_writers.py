@@ -8,9 +8,10 @@ loop to acknowledge ~60 sessions before it can start its next round.  On 2 cores
 that kept 1.6–1.7 of them busy.  :class:`ProcessLanding` runs a writer's
 ``Landing.submit`` in a child process instead (its own interpreter, store and
 connection); the writer thread only hands the packets over a pipe and waits for the
-outcomes with the lock released.  Measured on ``bench/ingest_throughput.py``'s TCP
-step: the TCP service sustained about a quarter more readings/s (see
-``ingest/README.md``, "Landing writers").
+outcomes with the lock released.  Measured with ``bench/ingest_throughput.py``: the
+TCP service kept 1.85 instead of 1.62 cores busy and reached 0.54 × the COPY ceiling
+instead of 0.46 × (runs of record; 0.57 against 0.46 in an interleaved A/B on a quiet
+machine), see ``ingest/README.md``, "Writer processes".
 
 Everything else a transport asks of a landing (ident checks, pending downlink
 commands, deliveries) stays in the service process, on ``local``, a plain
@@ -58,7 +59,7 @@ class LandingSpec:
     profile folders (the child's registry re-reads them as the service's does).
     """
 
-    dsn: str
+    dsn: str = dataclasses.field(repr=False)
     variant: str
     profile_dirs: tuple[str, ...]
     policy: Any  # ingest.EdgePolicy
