@@ -171,6 +171,11 @@ def list_commands(
         where["status"] = ["queued", "delivered"]
     elif status is not None:
         where["status"] = [status]
+    return _read_commands(store, where)
+
+
+def _read_commands(store: Store, where: dict[str, list[Any]]) -> list[Command]:
+    """Commands matching ``where`` by the store's generic read, oldest first."""
     rows = store.read("downlink_commands", where=where or None)
     return [_command(r) for r in rows.sort("command_id").iter_rows(named=True)]
 
@@ -179,8 +184,7 @@ def pending_commands(store: Store, device_ids: Sequence[str]) -> list[Command]:
     """The pending commands of ``device_ids``, oldest first (one indexed query on PostgreSQL)."""
     rows = wl.pending_commands(store, device_ids)
     if rows is None:  # no fast path on this backend: the generic read
-        where = {"device_id": list(device_ids), "status": ["queued", "delivered"]}
-        rows = list(store.read("downlink_commands", where=where).sort("command_id").iter_rows(named=True))
+        return _read_commands(store, {"device_id": list(device_ids), "status": ["queued", "delivered"]})
     return [_command(r) for r in rows]
 
 

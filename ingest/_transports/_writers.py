@@ -113,8 +113,9 @@ class ProcessLanding:
     Parameters
     ----------
     local
-        An :class:`ingest.Landing` on the service's own store: ident checks
-        (``verify``), pending downlink commands and deliveries use it.
+        An :class:`ingest.Landing` on the service's own store: pending downlink
+        commands and deliveries use it (:func:`~ingest._transports.service.open_service`
+        builds the TCP ident check on the first writer's ``local`` directly).
     spec
         How the child builds its own landing (see :class:`LandingSpec`).
     start
@@ -145,10 +146,6 @@ class ProcessLanding:
         return self.local.store
 
     @property
-    def registry(self) -> Any:
-        return self.local.registry
-
-    @property
     def shard(self) -> int:
         return self.spec.shard
 
@@ -162,17 +159,11 @@ class ProcessLanding:
         """The child's process id (None before it started)."""
         return None if self._proc is None else int(self._proc.pid)
 
-    def verify(self, device_id: str, secret: str | bytes) -> bool:
-        return bool(self.local.verify(device_id, secret))
-
     def pending_commands(self, device_id: str) -> list[Any]:
         return list(self.local.pending_commands(device_id))
 
     def mark_delivered(self, command_id: int, at: Any) -> None:
         self.local.mark_delivered(command_id, at)
-
-    def stats(self) -> Any:
-        return self.local.stats()
 
     # -- the child -------------------------------------------------------------------------
     def start(self) -> None:
